@@ -1,0 +1,27 @@
+"""occystrap: a streaming pipeline for container images.
+
+    import occystrap
+    result = occystrap.process("tar://in.tar", "ocidir://out:v1", ["normalize-timestamps"])
+    print(result.manifest.digest)
+"""
+
+from .api import open_sink, open_source, process
+from .copy import CopyResult, copy_image
+from .errors import OccystrapError
+from .filters.catalog import parse_filter
+from .transports.base import RegistrySettings, RunContext
+
+__version__ = "1.0.0.dev0"
+
+__all__ = [
+    "CopyResult",
+    "OccystrapError",
+    "RegistrySettings",
+    "RunContext",
+    "__version__",
+    "copy_image",
+    "open_sink",
+    "open_source",
+    "parse_filter",
+    "process",
+]

@@ -1,0 +1,148 @@
+"""Temporary and atomic files: spool a stream to disk once, write outputs safely.
+
+``spool`` copies a stream into a temporary file and computes its digest and size
+in the same pass; the file disappears on ``close()``. ``atomic_write`` gives a
+file that appears at its final path only when the writing succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import IO, Any, BinaryIO, Self
+
+from ..errors import OutputError
+from ..model.digest import Digest
+from .readers import CHUNK, Reader
+
+log = logging.getLogger(__name__)
+
+
+class SpooledBlob:
+    """A stream saved to a temporary file; ``open()`` it as often as needed."""
+
+    def __init__(self, tmp: IO[bytes], digest: Digest, size: int) -> None:
+        self._tmp = tmp
+        self.path: str = tmp.name
+        self.digest = digest
+        self.size = size
+
+    @property
+    def closed(self) -> bool:
+        return self._tmp.closed
+
+    def open(self) -> BinaryIO:
+        """A fresh reader positioned at the first byte."""
+        if self._tmp.closed:
+            raise ValueError("spooled blob already closed")
+        return open(self.path, "rb")
+
+    def close(self) -> None:
+        """Delete the temporary file (readers already open keep working on Linux)."""
+        self._tmp.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def spool(reader: Reader, temp_dir: str | None = None, algorithm: str = "sha256") -> SpooledBlob:
+    """Copy ``reader`` to a new temporary file in ``temp_dir``; hash and count it.
+
+    Nothing is left behind if reading or writing fails. Failures to create or
+    write the file raise OutputError; the reader's own errors pass through.
+    """
+    try:
+        tmp = tempfile.NamedTemporaryFile(
+            mode="w+b", dir=temp_dir, prefix="occystrap-spool-", buffering=0
+        )
+    except OSError as e:
+        raise OutputError(
+            f"cannot create a temporary file in {temp_dir or tempfile.gettempdir()}: {e.strerror}"
+        ) from None
+    try:
+        h: Any = hashlib.new(algorithm)
+        size = 0
+        write = tmp.write
+        while data := reader.read(CHUNK):
+            h.update(data)
+            size += len(data)
+            try:
+                _write_all(write, data)
+            except OSError as e:
+                raise OutputError(f"cannot write temporary file {tmp.name}: {e.strerror}") from None
+    except BaseException:
+        tmp.close()
+        raise
+    log.debug("spooled %d bytes to %s", size, tmp.name)
+    return SpooledBlob(tmp, Digest(algorithm, h.hexdigest()), size)
+
+
+def _write_all(write: Any, data: bytes) -> None:
+    """Unbuffered writes may be partial; loop until everything is on its way to disk."""
+    view = memoryview(data)
+    while view:
+        n = write(view)
+        view = view[n:]
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[BinaryIO]:
+    """Write ``path`` all or nothing.
+
+    Yields a binary file named ``.<name>.tmp-<random>`` in the same directory; on
+    success it is flushed (and fsynced with ``fsync=True``, the directory too) and
+    renamed over ``path``. On any exception the temporary file is removed and the
+    exception passes through. The new file gets the usual umask-based mode.
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(path)
+    tmp_path = os.path.join(directory, f".{name}.tmp-{secrets.token_hex(6)}")
+    try:
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        raise OutputError(f"cannot create {tmp_path}: {e.strerror}") from None
+    f = os.fdopen(fd, "wb", buffering=CHUNK)
+    try:
+        yield f
+        try:
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+            f.close()
+            os.replace(tmp_path, path)
+            if fsync:
+                _fsync_dir(directory or ".")
+        except OSError as e:
+            raise OutputError(f"cannot write {path}: {e.strerror}") from None
+    except BaseException:
+        try:
+            f.close()
+        except OSError:
+            pass  # the original exception matters more
+        try:
+            os.unlink(tmp_path)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

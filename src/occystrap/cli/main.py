@@ -1,0 +1,169 @@
+"""``occystrap`` command line. Parses options into a RunContext, calls the library, maps
+errors to exit codes (2 usage, 1 failure) with one line each (a traceback with --debug)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from typing import Any, NoReturn
+
+import click
+
+from .. import __version__
+from ..errors import InvalidOption, OccystrapError
+from ..events import Stats
+from ..model.descriptor import Platform
+from ..transports.base import RegistrySettings, RunContext
+from . import help as helptext
+from .report import CliReporter, summary_line
+
+
+class _State:
+    debug = False
+
+
+def _platform(value: str | None, os_: str | None, arch: str | None, variant: str | None) -> Platform | None:
+    if value:
+        return Platform.parse(value)
+    if os_ or arch or variant:
+        return Platform(os_ or "linux", arch or "amd64", variant or "")
+    return None
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+    epilog=helptext.schemes_help() + "\n\n" + helptext.filters_help(),
+)
+@click.version_option(__version__, prog_name="occystrap")
+@click.option("--verbose", "-v", is_flag=True, help="Log what occystrap does (INFO/DEBUG of its own loggers).")
+@click.option("--debug", is_flag=True, help="Debug logging of every library, tracebacks on errors.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress and no summary line.")
+@click.option("--platform", "platform_", metavar="OS/ARCH[/VARIANT]", help="Platform to pick from an index [linux/amd64].")
+@click.option("--os", "os_", help="Compatibility: platform OS (use --platform).")
+@click.option("--architecture", "--arch", "arch", help="Compatibility: platform architecture.")
+@click.option("--variant", help="Compatibility: platform variant (arm64 means v8 when omitted).")
+@click.option("--all-platforms", is_flag=True, help="Copy every platform of an index, keeping its digest.")
+@click.option("--username", envvar="OCCYSTRAP_USERNAME", help="Registry user [env OCCYSTRAP_USERNAME].")
+@click.option("--password", envvar="OCCYSTRAP_PASSWORD", help="Registry password [env OCCYSTRAP_PASSWORD].")
+@click.option("--insecure", is_flag=True, help="Plain HTTP for the registries named on the command line.")
+@click.option("--tls-verify/--no-tls-verify", default=True, show_default=True, help="Verify registry TLS certificates.")
+@click.option("--ca-file", type=click.Path(dir_okay=False), help="Extra CA bundle for registries.")
+@click.option("--cert-dir", type=click.Path(file_okay=False), help="Docker-style certs.d directory (HOST/ca.crt, client.cert/key).")
+@click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), envvar="OCCYSTRAP_COMPRESSION", default="gzip", show_default=True, help="Compression for layers that must be (re)compressed.")
+@click.option("--compression-level", type=int, help="Level for --compression (default: gzip 1 via isal-pinned, zstd 3).")
+@click.option("-j", "--parallel", "jobs", type=click.IntRange(1, 64), envvar="OCCYSTRAP_PARALLEL", default=4, show_default=True, help="Layers transferred at once.")
+@click.option("--temp-dir", type=click.Path(file_okay=False), envvar="OCCYSTRAP_TEMP_DIR", help="Where temporary files go [system default].")
+@click.option("--retries", type=click.IntRange(0, 50), envvar="OCCYSTRAP_RETRIES", default=5, show_default=True, help="Retries per registry request.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, debug: bool, quiet: bool, platform_: str | None, os_: str | None,
+        arch: str | None, variant: str | None, all_platforms: bool, username: str | None, password: str | None,
+        insecure: bool, tls_verify: bool, ca_file: str | None, cert_dir: str | None, compression: str,
+        compression_level: int | None, jobs: int, temp_dir: str | None, retries: int) -> None:
+    """Process container images as a stream: SOURCE -> filters -> DEST."""
+    _State.debug = debug
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("occystrap").setLevel(logging.DEBUG if (debug or verbose) and verbose else level)
+    if debug:
+        logging.getLogger().setLevel(logging.DEBUG)
+    if compression_level is not None:
+        from ..blobio.compression import validate_level
+
+        validate_level(compression, compression_level)
+    stats = Stats()
+    ctx.obj = RunContext(
+        temp_dir=temp_dir,
+        jobs=jobs,
+        platform=_platform(platform_, os_, arch, variant),
+        all_platforms=all_platforms,
+        compression=compression,
+        compression_level=compression_level,
+        registry=RegistrySettings(
+            username=username,
+            password=password,
+            tls_verify=tls_verify,
+            ca_file=ca_file,
+            cert_dir=cert_dir,
+            insecure_hosts=("*",) if insecure else (),
+            retries=retries,
+        ),
+        reporter=CliReporter(quiet=quiet),
+        stats=stats,
+    )
+
+
+@cli.command(epilog=helptext.PROCESS_EXAMPLES + "\n\n" + helptext.schemes_help() + "\n\n" + helptext.filters_help())
+@click.argument("source")
+@click.argument("dest")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="FILTER", help="NAME[:key=value,...]; repeatable.")
+@click.pass_obj
+def process(run: RunContext, source: str, dest: str, filters: tuple[str, ...]) -> None:
+    """Copy the image SOURCE to DEST through the given filters."""
+    from ..api import process as run_process
+
+    started = time.monotonic()
+    result = run_process(source, dest, list(filters), run)
+    reporter = run.reporter
+    assert isinstance(reporter, CliReporter)
+    reporter.close()
+    reporter.notice(result.description)
+    reporter.summary(summary_line(run.stats, time.monotonic() - started))
+
+
+@cli.command()
+@click.argument("source")
+@click.argument("pattern")
+@click.option("--regex", is_flag=True, help="PATTERN is a Python regular expression.")
+@click.option("--script-friendly", is_flag=True, help="One tab-separated line per hit.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
+@click.pass_obj
+def search(run: RunContext, source: str, pattern: str, regex: bool, script_friendly: bool, as_json: bool) -> None:
+    """Search the layers of SOURCE for paths matching PATTERN (exit 0 if found, 1 if not)."""
+    from ..api import search as run_search
+
+    found = run_search(source, pattern, regex=regex, script_friendly=script_friendly, as_json=as_json, ctx=run)
+    reporter = run.reporter
+    assert isinstance(reporter, CliReporter)
+    reporter.close()
+    sys.exit(0 if found else 1)
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    click.echo(f"occystrap: error: {message}", err=True)
+    sys.exit(status)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="occystrap", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except click.ClickException as e:
+        _fail(e.format_message().splitlines()[0], 2)
+    except OccystrapError as e:
+        if _State.debug:
+            traceback.print_exc()
+        _fail(_one_line(e), e.exit_status)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        os._exit(1)
+    except Exception as e:  # a bug of ours: still one line, traceback with --debug
+        if _State.debug:
+            traceback.print_exc()
+        _fail(f"internal error: {type(e).__name__}: {_one_line(e)}", 1)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+def _unused(*_: Any) -> None:  # pragma: no cover
+    raise InvalidOption("unreachable")

@@ -1,0 +1,369 @@
+"""copy_image(): the one place that knows the order of work and owns concurrency.
+
+For each layer the engine picks one of four routes, from what the sink wants
+(``SinkCapabilities.layer_form``) and what the filters do:
+
+* **pass**: the stored bytes go to the sink unchanged (verified against their descriptor);
+  a sink that already holds the blob is skipped before anything is read.
+* **convert**: no filter rewrites, but the form must change: decompress for tar/dir/bundle
+  sinks (the diff_id is checked on the way), or compress an uncompressed layer for a
+  registry or layout.
+* **rewrite**: decompress, run the tar entries through the filter chain, re-serialise.
+  Uncompressed sinks take that stream directly; stored sinks get it compressed, unless the
+  chain changed nothing, in which case the original blob is passed instead (same digest).
+* **observe**: filters only look: the stored bytes pass unchanged while a second thread
+  decompresses a copy of the stream for the observers.
+
+Then the config is rebuilt from the diff_ids actually written, then the manifest (the
+source's exact bytes when nothing changed), then ``commit``; ``abort`` on any error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .blobio.compression import compressing_reader, decompressing_reader, peek_compression
+from .blobio.readers import IterReader, drain
+from .blobio.spool import spool
+from .blobio.tee import observe_copy
+from .blobio.verify import HashingReader, VerifyingReader
+from .errors import OccystrapError
+from .filters.base import Filter, ImageView, LayerView
+from .image import Image, Layer
+from .model.config import ImageConfig
+from .model.descriptor import Descriptor
+from .model.digest import Digest
+from .model.manifest import Manifest
+from .model.media_types import MediaType, is_nondistributable, layer_media_type
+from .tario.entry import TarEntry
+from .tario.reader import iter_entries
+from .tario.writer import iter_tar_bytes
+from .transports.base import LayerForm, LayerWrite, RunContext, Sink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Written:
+    """The outcome of one layer: what the sink holds and the diff_id of its content."""
+
+    descriptor: Descriptor
+    diff_id: Digest | None
+    outcome: str  # copied | converted | rewritten | skipped
+    unchanged: bool  # same stored bytes as the source
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    reference: str
+    manifest: Manifest
+    config: ImageConfig
+    layers: tuple[Written, ...]
+    description: str
+
+
+class _Engine:
+    def __init__(self, image: Image, sink: Sink, filters: Sequence[Filter], ctx: RunContext) -> None:
+        self.image = image
+        self.sink = sink
+        self.ctx = ctx
+        self.rewriters = [f for f in filters if f.rewrites_layers]
+        self.chain = [f for f in filters if f.rewrites_layers or f.observes_layers]
+        caps = sink.capabilities
+        self.form = caps.layer_form
+        self.oci = self._family_is_oci()
+        self._local = threading.local()
+
+    def _family_is_oci(self) -> bool:
+        if self.ctx.compression == "zstd":
+            return True
+        if self.image.manifest is not None:
+            return self.image.manifest.is_oci
+        return self.sink.capabilities.default_family == "oci"
+
+    # -- one layer ----------------------------------------------------------------------
+
+    def transfer(self, layer: Layer) -> Written:
+        reporter = self.ctx.reporter
+        total = layer.descriptor.size if layer.descriptor else None
+        reporter.layer_started(layer.index, layer.label, total)
+        if self.rewriters:
+            written = self._rewrite(layer)
+        elif self.chain:
+            written = self._observe(layer)
+        else:
+            written = self._pass_or_convert(layer)
+        reporter.layer_finished(layer.index, written.outcome)
+        self.ctx.stats.add(layers=1, layers_skipped=int(written.outcome == "skipped"))
+        return written
+
+    def _stored_is_plain(self, layer: Layer) -> bool:
+        return layer.compression == "none"
+
+    def _pass_or_convert(self, layer: Layer) -> Written:
+        if self.form is LayerForm.STORED:
+            must_compress = (
+                self._stored_is_plain(layer)
+                and self.sink.capabilities.compress_uncompressed
+                and self.ctx.compression != "none"
+                and not is_nondistributable(layer.media_type)
+            )
+            if not must_compress:
+                return self._pass(layer)
+            with ExitStack() as stack:
+                plain = HashingReader(self._open_verified(layer, stack))
+                return self._put_compressed(layer, plain, stack, outcome="converted")
+        # UNCOMPRESSED sink
+        if layer.diff_id is not None:
+            held = self.sink.has_layer(layer.diff_id)
+            if held is not None:
+                held = dataclasses.replace(held, media_type=layer_media_type("none", self.oci))
+                return Written(held, layer.diff_id, "skipped", unchanged=True)
+        with ExitStack() as stack:
+            plain_in = self._open_plain(layer, stack)
+            if layer.diff_id is not None:
+                plain_in = VerifyingReader(plain_in, _Expect(layer.diff_id, None), f"layer {layer.index} (diff_id)")
+            blob = HashingReader(plain_in)
+            media_type = layer_media_type("none", self.oci)
+            info = LayerWrite(layer.index, media_type, layer.diff_id, None, layer.diff_id, layer)
+            desc = self.sink.put_layer(blob, info)
+            return Written(desc, blob.digest(), "converted", unchanged=self._stored_is_plain(layer))
+
+    def _pass(self, layer: Layer) -> Written:
+        if layer.descriptor is not None:
+            held = self.sink.has_layer(layer.descriptor.digest)
+            if held is not None:
+                held = dataclasses.replace(held, media_type=self._media_type_for(layer))
+                return Written(held, layer.diff_id, "skipped", unchanged=True)
+        with ExitStack() as stack:
+            blob = HashingReader(self._open_verified(layer, stack))
+            d = layer.descriptor
+            media_type = self._media_type_for(layer)
+            info = LayerWrite(layer.index, media_type, d.digest if d else None, d.size if d else None, layer.diff_id, layer)
+            desc = self.sink.put_layer(blob, info)
+            return Written(desc, layer.diff_id, "copied", unchanged=True)
+
+    def _observe(self, layer: Layer) -> Written:
+        """Observers look at a decompressed copy while the bytes take their normal route."""
+        view = self._view(layer)
+
+        def consume(stream: BinaryIO) -> None:
+            plain, _ = _decompress(stream, layer)
+            entries: Iterator[TarEntry] = iter_entries(plain, what=f"layer {layer.index}")
+            for f in self.chain:
+                entries = f.process(entries, view)
+            for entry in entries:
+                del entry  # observers act as entries flow; bodies are skipped by the reader
+
+        with observe_copy(consume) as tap:
+            self._local.tap = tap
+            try:
+                written = self._pass_or_convert(layer)
+            finally:
+                self._local.tap = None
+            if not tap.used:  # the sink already had it; observers still need to see it
+                with layer.open() as stream:
+                    drain(tap.wrap(stream))
+            return written
+
+    def _rewrite(self, layer: Layer) -> Written:
+        view = self._view(layer)
+        with ExitStack() as keep:
+            with ExitStack() as stack:
+                plain = self._open_plain(layer, stack)
+                state = _ChangeTracker()
+                entries: Iterator[TarEntry] = state.count_in(iter_entries(plain, what=f"layer {layer.index}"))
+                for f in self.chain:
+                    entries = f.process(entries, view)
+                out = HashingReader(IterReader(iter_tar_bytes(state.watch_out(entries))))
+                if self.form is LayerForm.UNCOMPRESSED:
+                    media_type = layer_media_type("none", self.oci)
+                    info = LayerWrite(layer.index, media_type, None, None, None, layer)
+                    desc = self.sink.put_layer(out, info)
+                    changed = state.changed or out.digest() != layer.diff_id
+                    return Written(desc, out.digest(), "rewritten" if changed else "copied", unchanged=not changed and self._stored_is_plain(layer))
+                spooled = keep.enter_context(spool(out, self.ctx.temp_dir))
+            # Every entry went through with its original header and body: the content is the
+            # source's (only the end-of-archive padding may differ), so keep the stored blob.
+            if not state.changed and not self._stored_is_plain(layer) and not self.image.sequential:
+                return self._pass(layer)
+            with ExitStack() as stack:
+                plain_again = HashingReader(stack.enter_context(spooled.open()))
+                return self._put_compressed(layer, plain_again, stack, outcome="rewritten" if state.changed else "converted")
+
+    def _put_compressed(self, layer: Layer, plain: HashingReader, stack: ExitStack, outcome: str) -> Written:
+        compression = self.ctx.compression if self.ctx.compression != "none" else "none"
+        packed = HashingReader(compressing_reader(plain, compression, self.ctx.compression_level))
+        media_type = layer_media_type(compression, self.oci)
+        info = LayerWrite(layer.index, media_type, None, None, None, layer)
+        desc = self.sink.put_layer(packed, info)
+        return Written(desc, plain.digest(), outcome, unchanged=False)
+
+    # -- stream plumbing ----------------------------------------------------------------
+
+    def _open_verified(self, layer: Layer, stack: ExitStack) -> BinaryIO:
+        stream: BinaryIO = stack.enter_context(layer.open())
+        tap = getattr(self._local, "tap", None)
+        if tap is not None:
+            stream = tap.wrap(stream)
+        return stream
+
+    def _open_plain(self, layer: Layer, stack: ExitStack) -> BinaryIO:
+        plain, _ = _decompress(self._open_verified(layer, stack), layer)
+        return plain
+
+    def _media_type_for(self, layer: Layer) -> str:
+        if is_nondistributable(layer.media_type) or layer.compression is None:
+            return layer.media_type
+        if layer.media_type.startswith(("application/vnd.oci.", "application/vnd.docker.")):
+            return layer_media_type(layer.compression, self.oci)
+        return layer.media_type
+
+    def _view(self, layer: Layer) -> LayerView:
+        d = layer.descriptor
+        created_by = (layer.history or {}).get("created_by")
+        return LayerView(
+            layer.index,
+            len(self.image.layers),
+            d.digest if d else None,
+            layer.diff_id,
+            d.size if d else None,
+            layer.media_type,
+            created_by if isinstance(created_by, str) else None,
+        )
+
+    # -- the image ------------------------------------------------------------------------
+
+    def run(self) -> CopyResult:
+        image, sink = self.image, self.sink
+        sink.begin(image)
+        try:
+            written = self._layers()
+            config = image.config
+            for f in self.chain or []:
+                config = f.edit_config(config)
+            diff_ids = [w.diff_id for w in written]
+            if all(d is not None for d in diff_ids):
+                config = config.with_diff_ids([d for d in diff_ids if d is not None])
+            config_desc = sink.put_config(config)
+            manifest = self._manifest(written, config, config_desc)
+            sink.put_manifest(manifest)
+            description = sink.commit()
+        except BaseException:
+            try:
+                sink.abort()
+            except Exception:  # the original error matters more
+                log.exception("abort failed")
+            raise
+        self.ctx.stats.add(images=1)
+        result = CopyResult(image.reference, manifest, config, tuple(written), description)
+        view = ImageView(
+            image.reference,
+            manifest.digest,
+            config,
+            tuple(
+                {"digest": str(w.descriptor.digest), "diff_id": str(w.diff_id) if w.diff_id else None,
+                 "size": w.descriptor.size, "media_type": w.descriptor.media_type}
+                for w in written
+            ),
+        )
+        for f in self.chain:
+            f.finish(view, self.ctx.reporter)
+        return result
+
+    def _layers(self) -> list[Written]:
+        layers = self.image.layers
+        caps = self.sink.capabilities
+        parallel = (
+            self.ctx.jobs > 1
+            and len(layers) > 1
+            and not self.image.sequential
+            and caps.thread_safe
+            and not caps.ordered
+        )
+        if not parallel:
+            return [self.transfer(layer) for layer in layers]
+        with ThreadPoolExecutor(max_workers=self.ctx.jobs, thread_name_prefix="layer") as pool:
+            futures: list[Future[Written]] = [pool.submit(self.transfer, layer) for layer in layers]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                exc = fut.exception()
+                if exc is not None:
+                    for p in pending:
+                        p.cancel()
+                    raise exc
+            return [f.result() for f in futures]
+
+    def _manifest(self, written: Sequence[Written], config: ImageConfig, config_desc: Descriptor) -> Manifest:
+        source = self.image.manifest
+        if (
+            source is not None
+            and config.raw == self.image.config.raw
+            and all(w.unchanged for w in written)
+            and [w.descriptor.digest for w in written] == [d.digest for d in source.layers]
+            and self.form is LayerForm.STORED
+        ):
+            return source
+        media_type = MediaType.OCI_MANIFEST if self.oci else MediaType.DOCKER_MANIFEST
+        config_type = MediaType.OCI_CONFIG if self.oci else MediaType.DOCKER_CONFIG
+        if source is not None and source.config.media_type not in (MediaType.OCI_CONFIG, MediaType.DOCKER_CONFIG):
+            config_type = source.config.media_type  # an artifact's own config type is kept
+        config_d = Descriptor(config_type, config_desc.digest, config_desc.size)
+        layers = [Descriptor(w.descriptor.media_type, w.descriptor.digest, w.descriptor.size,
+                             annotations=w.descriptor.annotations, urls=w.descriptor.urls) for w in written]
+        annotations = source.annotations if source is not None else None
+        return Manifest.build(media_type, config_d, layers, annotations)
+
+
+@dataclass(frozen=True)
+class _Expect:
+    digest: Digest
+    size: int | None
+
+
+class _ChangeTracker:
+    """Counts entries into and out of the filter chain; anything re-encoded, dropped or
+    added marks the layer changed."""
+
+    def __init__(self) -> None:
+        self.entries_in = 0
+        self.entries_out = 0
+        self.reencoded = False
+
+    def count_in(self, entries: Iterator[TarEntry]) -> Iterator[TarEntry]:
+        for entry in entries:
+            self.entries_in += 1
+            yield entry
+
+    def watch_out(self, entries: Iterator[TarEntry]) -> Iterator[TarEntry]:
+        for entry in entries:
+            self.entries_out += 1
+            if entry.raw_header is None:
+                self.reencoded = True
+            yield entry
+
+    @property
+    def changed(self) -> bool:
+        return self.reencoded or self.entries_in != self.entries_out
+
+
+def _decompress(stream: BinaryIO, layer: Layer) -> tuple[BinaryIO, str]:
+    compression, peeked = peek_compression(stream)
+    if compression == "none":
+        return peeked, "none"
+    return decompressing_reader(peeked, compression), str(compression)
+
+
+def copy_image(image: Image, sink: Sink, filters: Sequence[Filter], ctx: RunContext) -> CopyResult:
+    """Copy one image into ``sink`` through ``filters``; the sink is committed or aborted."""
+    try:
+        return _Engine(image, sink, filters, ctx).run()
+    except OccystrapError:
+        raise

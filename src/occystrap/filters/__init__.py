@@ -1,0 +1,1 @@
+"""Filters: tar-entry rewriters and observers placed between a source and a sink."""

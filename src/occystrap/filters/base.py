@@ -1,0 +1,82 @@
+"""The Filter protocol: what a filter may do to an image passing through.
+
+A filter sees each layer as a stream of tar entries (``process``) and the image config
+(``edit_config``). Filters are applied in command-line order: the first ``-f`` sees the
+source's entries, and hands what it yields to the next. Filters never touch digests:
+the copy engine recomputes every diff_id, digest, size, config and manifest from what
+is actually written, so a filter cannot leave a stale config behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..events import Reporter
+from ..model.config import ImageConfig
+from ..model.digest import Digest
+from ..tario.entry import TarEntry
+
+
+@dataclass(frozen=True)
+class LayerView:
+    """What a filter knows about the layer whose entries it is processing."""
+
+    index: int
+    count: int
+    #: the source's stored digest and the source config's diff_id for this layer
+    digest: Digest | None
+    diff_id: Digest | None
+    size: int | None
+    media_type: str
+    created_by: str | None
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """The image as written, given to ``finish``."""
+
+    reference: str
+    manifest_digest: Digest | None
+    config: ImageConfig
+    layers: tuple[dict[str, Any], ...]  # {"digest","diff_id","size","media_type"} per layer
+
+
+class Filter(Protocol):
+    #: the name used on the command line (``-f NAME:...``)
+    name: str
+    #: True when the filter may change layer content (entries, headers)
+    rewrites_layers: bool
+    #: True when the filter must see entries even though it changes nothing
+    observes_layers: bool
+
+    def edit_config(self, config: ImageConfig) -> ImageConfig:
+        """Return the config to write (before diff_ids are recomputed by the engine)."""
+
+    def process(self, entries: Iterator[TarEntry], layer: LayerView) -> Iterator[TarEntry]:
+        """Yield the entries of ``layer`` as they should continue down the chain.
+
+        An entry passed on unchanged keeps ``raw_header``; a changed one must set it to None.
+        Bodies must be passed on or left unread (the reader skips them); never buffered whole.
+        """
+
+    def finish(self, image: ImageView, reporter: Reporter) -> None:
+        """Called once per image after the sink committed (reports, inspect output)."""
+
+
+class PassThrough:
+    """Base with no-op defaults; subclasses override what they need."""
+
+    name = "passthrough"
+    rewrites_layers = False
+    observes_layers = False
+
+    def edit_config(self, config: ImageConfig) -> ImageConfig:
+        return config
+
+    def process(self, entries: Iterator[TarEntry], layer: LayerView) -> Iterator[TarEntry]:
+        return entries
+
+    def finish(self, image: ImageView, reporter: Reporter) -> None:
+        return None

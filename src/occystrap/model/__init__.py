@@ -1,0 +1,1 @@
+"""Value types of the image world: digests, media types, descriptors, manifests, configs."""

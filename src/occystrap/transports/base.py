@@ -1,0 +1,144 @@
+"""What every transport provides: how to open a source, how to write to a sink.
+
+Write order is a contract for every :class:`Sink`. The copy engine (``occystrap.copy``)
+calls, for one image::
+
+    begin(image)
+    has_layer(...) / put_layer(...)   for each layer (in index order when ``ordered``)
+    put_config(config)                after every layer is written
+    put_manifest(manifest)            after the config
+    commit()                          makes the result visible, atomically where possible
+    abort()                           instead of commit on any error: removes what was half written
+
+A sink never exposes a complete-looking result before ``commit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from ..events import NullReporter, Reporter, Stats
+from ..image import Image, Layer
+from ..model.config import ImageConfig
+from ..model.descriptor import Descriptor, Platform
+from ..model.digest import Digest
+from ..model.manifest import Manifest
+
+
+class LayerForm(StrEnum):
+    STORED = "stored"  # blobs as the source stores them (compressed); registry, ocidir
+    UNCOMPRESSED = "uncompressed"  # plain tar streams; tarball, dir, bundle
+
+
+@dataclass(frozen=True)
+class SinkCapabilities:
+    layer_form: LayerForm
+    #: put_layer must be called in index order, one at a time.
+    ordered: bool = False
+    #: put_layer may be called from several threads at once.
+    thread_safe: bool = False
+    #: for STORED sinks: compress layers that arrive uncompressed (docker-save sources).
+    compress_uncompressed: bool = True
+    #: manifest family when a manifest must be built and the source had none: 'oci' or 'docker'.
+    default_family: str = "oci"
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Options for talking to registries, set once per run (CLI flags / env)."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls_verify: bool = True
+    ca_file: str | None = None
+    cert_dir: str | None = None
+    insecure_hosts: tuple[str, ...] = ()
+    retries: int = 5
+    timeout: float = 60.0
+    partial_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Settings of one run that sources, filters and sinks may consult."""
+
+    temp_dir: str | None = None
+    jobs: int = 4
+    platform: Platform | None = None
+    all_platforms: bool = False
+    compression: str = "gzip"
+    compression_level: int | None = None
+    registry: RegistrySettings = RegistrySettings()
+    reporter: Reporter = field(default_factory=NullReporter)
+    stats: Stats = field(default_factory=Stats)
+
+
+class BlobStream(Protocol):
+    """The bytes handed to a sink: read to EOF, then ``digest()`` and ``size`` are final.
+
+    When the engine knows what the bytes must be, it verifies them while they stream:
+    a mismatch raises IntegrityError from ``read`` before EOF is reported.
+    """
+
+    size: int
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def digest(self) -> Digest: ...
+
+
+@dataclass(frozen=True)
+class LayerWrite:
+    """What a sink is told about the layer bytes it is about to receive."""
+
+    index: int
+    media_type: str
+    #: expected digest / size of the bytes being written, when known up front
+    digest: Digest | None
+    size: int | None
+    #: the uncompressed digest, when known up front
+    diff_id: Digest | None
+    source: Layer
+
+
+class Sink(Protocol):
+    capabilities: SinkCapabilities
+
+    def begin(self, image: Image) -> None: ...
+
+    def has_layer(self, digest: Digest) -> Descriptor | None:
+        """The stored descriptor when the sink already holds this blob (skip the copy)."""
+
+    def put_layer(self, blob: BlobStream, info: LayerWrite) -> Descriptor: ...
+
+    def put_config(self, config: ImageConfig) -> Descriptor: ...
+
+    def put_manifest(self, manifest: Manifest) -> None: ...
+
+    def commit(self) -> str:
+        """Make the result visible; return a one-line description of what was written."""
+
+    def abort(self) -> None: ...
+
+
+SourceOpener = Callable[[str, Any, RunContext], AbstractContextManager[Image]]
+SinkOpener = Callable[[str, Any, RunContext], Sink]
+
+
+@dataclass(frozen=True)
+class Transport:
+    """A URI scheme and what it can do. Factories are imported lazily (``module:function``)."""
+
+    scheme: str
+    summary: str
+    aliases: tuple[str, ...] = ()
+    source_options: type[Any] | None = None
+    sink_options: type[Any] | None = None
+    source_factory: str | None = None
+    sink_factory: str | None = None
+    source_example: str | None = None
+    sink_example: str | None = None

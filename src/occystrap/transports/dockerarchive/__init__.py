@@ -1,0 +1,1 @@
+"""dockerarchive transport."""

@@ -1,0 +1,184 @@
+"""``tar://PATH`` and ``tar://-`` as a source: docker-save archives of every era.
+
+A seekable, uncompressed file is indexed in one pass over its headers (bodies are seeked
+over) and its layers are then read at random, in parallel if the engine wants (each read
+uses ``os.pread`` on one shared descriptor, so reads never disturb each other). Standard
+input and gzip/zstd-wrapped archives are read once, front to back, by :class:`ArchiveStream`
+(``Image.sequential``). Every layer read is verified: by its stored digest and size, which
+for an uncompressed layer is the config's diff_id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO, cast
+
+from ...blobio.compression import Compression, decompressing_reader, detect
+from ...blobio.readers import ChainReader, Reader, ReaderBase, read_full
+from ...errors import ImageNotFound, InvalidReference, LimitExceeded, MalformedInput, OccystrapError
+from ...events import Stats
+from ...image import Image, Opener
+from ...model.digest import Digest
+from ...model.jsonfile import MAX_JSON_BYTES
+from ..base import RunContext
+from ..options import TarSourceOptions
+from .members import Member, MemberTable, index_seekable
+from .reader import CountingReader, LayerRef, Plan, build_plan, image_from_plan, verified
+from .stream import ArchiveStream
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def open_source(target: str, options: TarSourceOptions, ctx: RunContext) -> Iterator[Image]:
+    """The image picked by ``?image=``/``?index=`` (else the first) of the archive ``target``."""
+    label = f"tar://{target}"
+    if target == "-":
+        if sys.stdin.isatty():
+            raise InvalidReference(
+                "tar://- reads an archive from standard input, which is a terminal"
+            )
+        with _from_stream(sys.stdin.buffer, options, ctx, label) as image:
+            yield image
+        return
+    path = os.path.expanduser(target)
+    f = _open(path, label)
+    try:
+        mode = os.fstat(f.fileno()).st_mode
+        head = read_full(f, 4)
+        if not stat.S_ISREG(mode) or detect(head) is not Compression.NONE:
+            with _from_stream(ChainReader(head, f), options, ctx, label) as image:
+                yield image
+            return
+        if not head:
+            raise MalformedInput(f"{label} is empty")
+        table = index_seekable(f, label)
+        contents = FileContents(f, table, label)
+        plan = build_plan(contents, options.image, options.index)
+        _notice(plan, ctx, label)
+
+        def opener(ref: LayerRef) -> Opener:
+            member = table.resolve(ref.paths[0], f"layer {ref.index}")
+            assert member is not None  # build_plan checked every layer path
+            return lambda: _open_member(f, member, ref, label, ctx.stats)
+
+        yield image_from_plan(plan, opener, label, sequential=False)
+    finally:
+        f.close()
+
+
+def _open(path: str, label: str) -> BinaryIO:
+    try:
+        return open(path, "rb", buffering=0)
+    except FileNotFoundError:
+        raise ImageNotFound(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise ImageNotFound(
+            f"{label} is a directory (an OCI layout is read with ocidir://)"
+        ) from None
+    except OSError as e:
+        raise OccystrapError(f"cannot read {label}: {e.strerror}") from None
+
+
+@contextmanager
+def _from_stream(
+    raw: Reader, options: TarSourceOptions, ctx: RunContext, label: str
+) -> Iterator[Image]:
+    head = read_full(raw, 4)
+    if not head:
+        raise MalformedInput(f"{label} is empty")
+    compression = detect(head)
+    reader: Reader = ChainReader(head, raw)
+    if compression is not Compression.NONE:
+        log.debug("%s is %s-compressed as a whole", label, compression)
+        reader = decompressing_reader(reader, compression, what=label)
+    with ArchiveStream(reader, what=label, temp_dir=ctx.temp_dir, stats=ctx.stats) as archive:
+        plan = archive.plan(options.image, options.index)
+        _notice(plan, ctx, label)
+        yield image_from_plan(plan, archive.opener, label, sequential=True)
+        archive.finish()
+
+
+def _notice(plan: Plan, ctx: RunContext, label: str) -> None:
+    if plan.count > 1 and plan.picked_by_default:
+        ctx.reporter.notice(
+            f"{label} holds {plan.count} images; using the first ({plan.entry_label}); "
+            "pick another with ?image=NAME:TAG or ?index=N"
+        )
+
+
+class FileContents:
+    """The members of a seekable archive, read with ``os.pread``."""
+
+    complete = True
+
+    def __init__(self, f: BinaryIO, table: MemberTable, what: str) -> None:
+        self._fd = f.fileno()
+        self._table = table
+        self.what = what
+
+    def resolve(self, path: str, what: str = "path") -> Member | None:
+        return self._table.resolve(path, what)
+
+    def read_small(self, member: Member, what: str) -> bytes:
+        if member.size > MAX_JSON_BYTES:
+            raise LimitExceeded(
+                f"{what} is {member.size} bytes, over the {MAX_JSON_BYTES}-byte limit"
+            )
+        return read_full(PreadReader(self._fd, member.offset, member.size), member.size)
+
+    def head(self, member: Member) -> bytes:
+        return os.pread(self._fd, min(4, member.size), member.offset)
+
+    def digest(self, member: Member) -> Digest | None:
+        return None
+
+
+class PreadReader(ReaderBase):
+    """``size`` bytes of ``fd`` from ``offset``; positionless, so any number can share a fd."""
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self._fd = fd
+        self._pos = offset
+        self.remaining = size
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size is None or size < 0 or size > self.remaining:
+            size = self.remaining
+        if size == 0:
+            return b""
+        parts = []
+        while size > 0:
+            data = os.pread(self._fd, size, self._pos)
+            if not data:
+                raise MalformedInput("archive member ends early (file shrank while being read?)")
+            parts.append(data)
+            self._pos += len(data)
+            self.remaining -= len(data)
+            size -= len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readall(self) -> bytes:
+        return read_full(self, self.remaining)
+
+    def close(self) -> None:
+        self.closed = True  # the descriptor belongs to open_source
+
+
+@contextmanager
+def _open_member(
+    f: BinaryIO, member: Member, ref: LayerRef, what: str, stats: Stats
+) -> Iterator[BinaryIO]:
+    if f.closed:
+        raise OccystrapError(f"{what} was closed before layer {ref.index} was read")
+    reader = CountingReader(PreadReader(f.fileno(), member.offset, member.size))
+    head = os.pread(f.fileno(), min(4, member.size), member.offset)
+    try:
+        yield cast(BinaryIO, verified(reader, head, ref, what))
+    finally:
+        stats.add(bytes_read=reader.count)

@@ -1,0 +1,1 @@
+"""ocilayout transport."""

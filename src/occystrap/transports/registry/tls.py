@@ -1,0 +1,119 @@
+"""TLS settings per registry host: system CAs plus docker-style ``certs.d`` directories.
+
+Verification is on by default. For a host ``HOST[:PORT]`` the CA files (``*.crt``) and client
+pairs (``NAME.cert`` + ``NAME.key``) found in ``/etc/docker/certs.d/HOST/``,
+``/etc/containers/certs.d/HOST/``, ``~/.config/containers/certs.d/HOST/`` and any extra
+``certs.d`` root are added to the system trust store; ``cert_dir`` (skopeo's ``--cert-dir``)
+is read the same way but directly, for every host. Verification is switched off, and plain
+HTTP is used, only for the hosts named in ``no_verify_hosts`` / ``insecure_hosts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import InvalidOption
+
+log = logging.getLogger(__name__)
+
+SYSTEM_CERTS_D = ("/etc/docker/certs.d", "/etc/containers/certs.d")
+
+
+def _user_certs_d() -> tuple[str, ...]:
+    home = os.environ.get("HOME")
+    return (os.path.join(home, ".config", "containers", "certs.d"),) if home else ()
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """How to talk TLS to registries; one value for a whole run."""
+
+    ca_file: str | None = None
+    cert_dir: str | None = None
+    certs_d_roots: tuple[str, ...] = SYSTEM_CERTS_D
+    no_verify_hosts: frozenset[str] = frozenset()
+    insecure_hosts: frozenset[str] = frozenset()
+    user_certs_d: bool = True
+
+    def is_insecure(self, host: str) -> bool:
+        """Plain HTTP for ``host``? Only when it was named explicitly."""
+        return _matches(host, self.insecure_hosts)
+
+    def verifies(self, host: str) -> bool:
+        return not _matches(host, self.no_verify_hosts)
+
+    def scheme(self, host: str) -> str:
+        return "http" if self.is_insecure(host) else "https"
+
+    def host_dirs(self, host: str) -> list[Path]:
+        """The certificate directories that apply to ``host``, existing ones only."""
+        roots = list(self.certs_d_roots) + (list(_user_certs_d()) if self.user_certs_d else [])
+        dirs = [Path(root) / host for root in roots]
+        if self.cert_dir:
+            dirs.append(Path(self.cert_dir))
+        return [d for d in dirs if d.is_dir()]
+
+    def context(self, host: str) -> ssl.SSLContext:
+        """An SSLContext for ``host`` (usable as httpx's ``verify``)."""
+        ctx = ssl.create_default_context()
+        if self.ca_file:
+            _load_ca(ctx, Path(self.ca_file))
+        for directory in self.host_dirs(host):
+            _load_dir(ctx, directory)
+        if not self.verifies(host):
+            log.warning("TLS certificate verification is disabled for %s", host)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+
+def _matches(host: str, hosts: frozenset[str]) -> bool:
+    if host in hosts:
+        return True
+    bare = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return bare in hosts or "*" in hosts
+
+
+def _load_ca(ctx: ssl.SSLContext, path: Path) -> None:
+    try:
+        ctx.load_verify_locations(cafile=str(path))
+    except (OSError, ssl.SSLError) as e:
+        raise InvalidOption(f"cannot load CA certificates from {path}: {_reason(e)}") from None
+
+
+def _load_dir(ctx: ssl.SSLContext, directory: Path) -> None:
+    try:
+        names = sorted(p.name for p in directory.iterdir())
+    except OSError as e:
+        raise InvalidOption(
+            f"cannot read certificate directory {directory}: {_reason(e)}"
+        ) from None
+    for name in names:
+        if name.endswith(".crt"):
+            log.debug("trusting CA %s", directory / name)
+            _load_ca(ctx, directory / name)
+        elif name.endswith(".cert"):
+            key = directory / (name[: -len(".cert")] + ".key")
+            if not key.is_file():
+                raise InvalidOption(
+                    f"client certificate {directory / name} has no matching {key.name}"
+                )
+            try:
+                ctx.load_cert_chain(str(directory / name), str(key))
+            except (OSError, ssl.SSLError) as e:
+                raise InvalidOption(
+                    f"cannot load client certificate {directory / name}: {_reason(e)}"
+                ) from None
+            log.debug("using client certificate %s", directory / name)
+        elif name.endswith(".key"):
+            cert = directory / (name[: -len(".key")] + ".cert")
+            if not cert.is_file():
+                raise InvalidOption(f"client key {directory / name} has no matching {cert.name}")
+
+
+def _reason(e: BaseException) -> str:
+    return (getattr(e, "strerror", None) or str(e) or type(e).__name__).splitlines()[0]

@@ -1,0 +1,449 @@
+"""Blob uploads: HEAD first, cross-repository mount, then a monolithic PUT or chunked PATCHes.
+
+Strategy of :meth:`Uploader.upload`:
+
+* ``HEAD`` the blob (when the digest is known); present → ``exists``.
+* ``POST …/blobs/uploads/`` (``?mount=D&from=SRC`` when asked): 201 → ``mounted``, 202 → an
+  upload session at ``Location`` (relative or absolute; its query string is kept).
+* Known digest and size, a re-openable source and ``size <= monolithic_max`` → one streamed
+  ``PUT <location>?digest=D``. Otherwise ``PATCH`` chunks of ``max(chunk_size,
+  OCI-Chunk-Min-Length)`` with ``Content-Range``; after a failure or a 416 the session's
+  ``GET <location>`` ``Range`` says where to continue. A closing ``PUT ?digest=`` commits.
+* Sources: a callable returning a fresh reader, a seekable file (re-read from its current
+  position), or a single-pass reader. Single-pass readers (and unknown digests or sizes) are
+  read one chunk at a time into memory (at most ``chunk_size`` bytes), hashed once, and a chunk
+  can be re-sent from that buffer; only re-openable sources can restart a whole upload.
+* On failure the session is cancelled with ``DELETE <location>`` (best effort).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import httpx
+
+from ...errors import (
+    DigestMismatch,
+    OccystrapError,
+    OutputError,
+    RegistryError,
+    SizeMismatch,
+    TransportError,
+)
+from ...model.digest import Digest, Hasher
+from .auth import merge_scopes, repository_scope
+from .credentials import RedactingFilter
+
+if TYPE_CHECKING:
+    from .client import RegistryClient
+
+log = logging.getLogger(__name__)
+log.addFilter(RedactingFilter())
+
+CHUNK = 1 << 20
+
+
+class Readable(Protocol):
+    """What an upload reads from: ``read(n)``; ``seek``/``tell``/``seekable``/``close`` if it has them."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+BlobSource = Readable | Callable[[], Readable]
+
+
+class UploadResult(NamedTuple):
+    outcome: str  # "exists", "mounted" or "uploaded"
+    digest: Digest
+    size: int  # -1 when neither the caller nor the registry said
+
+
+def push_scopes(repository: str, mount_from: str | None = None) -> tuple[str, ...]:
+    scopes = [repository_scope(repository, ("pull", "push"))]
+    if mount_from:
+        scopes.append(repository_scope(mount_from, ("pull",)))
+    return merge_scopes(scopes)
+
+
+def _seekable(f: Any) -> bool:
+    check = getattr(f, "seekable", None)
+    return bool(check()) if callable(check) else False
+
+
+class _Source:
+    """The bytes to upload, re-readable from an offset when the source allows it."""
+
+    def __init__(self, source: BlobSource, what: str) -> None:
+        self.what = what
+        self._opener: Callable[[], Readable] | None = None
+        self._file: Any = None
+        self._single: Readable | None = None
+        self._opened: list[Any] = []
+        self._base = 0
+        if hasattr(source, "read"):
+            if _seekable(source):
+                handle: Any = source
+                self._file, self._base = handle, int(handle.tell())
+            else:
+                self._single = source
+        elif callable(source):
+            self._opener = source
+        else:
+            raise TypeError("upload source must be a readable file or a callable returning one")
+
+    @property
+    def reopenable(self) -> bool:
+        return self._single is None
+
+    def sequential(self) -> Readable:
+        """A reader positioned at byte 0 (single-pass sources: the one and only reader)."""
+        if self._single is not None:
+            return self._single
+        return self._at(0)
+
+    def stream(self, offset: int, length: int) -> Iterator[bytes]:
+        f = self._at(offset)
+        left = length
+        try:
+            while left:
+                chunk = _read(f, min(CHUNK, left), self.what)
+                if not chunk:
+                    raise SizeMismatch(
+                        f"{self.what} (source)", offset + length, offset + length - left
+                    )
+                left -= len(chunk)
+                yield chunk
+        finally:
+            if f is not self._file:
+                _close(f)
+
+    def _at(self, offset: int) -> Readable:
+        try:
+            if self._file is not None:
+                self._file.seek(self._base + offset)
+                return self._file  # type: ignore[no-any-return]
+            assert self._opener is not None
+            f = self._opener()
+            self._opened.append(f)
+            if _seekable(f):
+                handle: Any = f
+                handle.seek(offset, 1)
+            else:
+                left = offset
+                while left and (chunk := f.read(min(CHUNK, left))):
+                    left -= len(chunk)
+            return f
+        except OSError as e:
+            raise OutputError(f"{self.what}: cannot read the source: {e.strerror or e}") from None
+
+    def close(self) -> None:
+        for f in self._opened:
+            _close(f)
+        self._opened.clear()
+
+
+def _close(f: Any) -> None:
+    close = getattr(f, "close", None)
+    if callable(close):
+        close()
+
+
+def _read(f: Readable, n: int, what: str) -> bytes:
+    try:
+        return f.read(n)
+    except OSError as e:
+        raise OutputError(f"{what}: cannot read the source: {e.strerror or e}") from None
+
+
+class _Pieces:
+    """Hands out what the registry has not confirmed yet, from the source or a chunk buffer."""
+
+    def __init__(
+        self, source: _Source, size: int | None, digest: Digest | None, chunk: int
+    ) -> None:
+        self.source, self.size, self.chunk = source, size, chunk
+        self.streamed = source.reopenable and size is not None and digest is not None
+        self.hasher = Hasher(digest.algorithm if digest else "sha256")
+        self._reader = None if self.streamed else source.sequential()
+        self._buf = b""
+        self._start = 0
+
+    def next(self, offset: int) -> tuple[int, int, bytes | Callable[[], Iterator[bytes]]] | None:
+        if self.streamed:
+            assert self.size is not None
+            if offset >= self.size:
+                return None
+            n = min(self.chunk, self.size - offset)
+            return offset, n, lambda: self.source.stream(offset, n)
+        end = self._start + len(self._buf)
+        if not self._start <= offset <= end:
+            raise RegistryError(
+                f"{self.source.what}: the registry reports {offset} bytes, sent {end}",
+                retryable=True,
+            )
+        if offset == end:
+            self._start, self._buf = end, self._fill()
+            if not self._buf:
+                return None
+        data = self._buf[offset - self._start :]
+        return offset, len(data), data
+
+    def _fill(self) -> bytes:
+        assert self._reader is not None
+        parts: list[bytes] = []
+        got = 0
+        while got < self.chunk and (
+            piece := _read(self._reader, min(CHUNK, self.chunk - got), self.source.what)
+        ):
+            parts.append(piece)
+            got += len(piece)
+        block = b"".join(parts)
+        self.hasher.update(block)
+        return block
+
+
+class Uploader:
+    """Uploads blobs to one repository through a :class:`RegistryClient`."""
+
+    def __init__(
+        self, client: RegistryClient, repository: str, *, chunk_size: int, monolithic_max: int
+    ) -> None:
+        self.client, self.repository = client, repository
+        self.chunk_size, self.monolithic_max = max(1, chunk_size), monolithic_max
+        self.what = f"blob upload to {client.host}/{repository}"
+        self._location: httpx.URL | None = None
+        self._stalls = 0
+
+    def upload(
+        self,
+        source: BlobSource,
+        digest: Digest | None,
+        size: int | None,
+        *,
+        mount_from: str | None = None,
+    ) -> UploadResult:
+        if digest is not None:
+            self.what = f"blob {self.client.host}/{self.repository}@{digest}"
+            have = self.client.head_blob(self.repository, digest)
+            if have is not None:
+                return UploadResult(
+                    "exists", digest, have if have >= 0 else (-1 if size is None else size)
+                )
+        src = _Source(source, self.what)
+        mount = mount_from if digest is not None and mount_from != self.repository else None
+        scopes = push_scopes(self.repository, mount)
+        failures = 0
+        try:
+            while True:
+                self._location = None
+                try:
+                    return self._attempt(src, digest, size, mount, scopes)
+                except OccystrapError as e:
+                    self._cancel(scopes)
+                    failures += 1
+                    if (
+                        not (src.reopenable and _transient(e))
+                        or failures >= self.client.retry.attempts
+                    ):
+                        raise
+                    wait = self.client.retry.delay(failures)
+                    log.info("%s: %s; restarting the upload in %.1fs", self.what, e, wait)
+                    self.client.stats.add(retries=1)
+                    self.client.sleep(wait)
+                except BaseException:
+                    self._cancel(scopes)
+                    raise
+        finally:
+            src.close()
+
+    def _attempt(
+        self,
+        src: _Source,
+        digest: Digest | None,
+        size: int | None,
+        mount: str | None,
+        scopes: tuple[str, ...],
+    ) -> UploadResult:
+        min_chunk = self._start(digest, mount, scopes)
+        if self._location is None:
+            assert digest is not None
+            return UploadResult("mounted", digest, -1 if size is None else size)
+        if (
+            digest is not None
+            and size is not None
+            and size <= self.monolithic_max
+            and src.reopenable
+        ):
+            url = self._location.copy_merge_params({"digest": str(digest)})
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+            response = self.client.request(
+                "PUT", url, scopes=scopes, what=self.what, headers=headers,
+                content=lambda: self._counted(src.stream(0, size)), retries=False,
+            )  # fmt: skip
+            self._committed(response, digest)
+            return UploadResult("uploaded", digest, size)
+        return self._chunked(src, digest, size, max(self.chunk_size, min_chunk), scopes)
+
+    def _start(self, digest: Digest | None, mount: str | None, scopes: tuple[str, ...]) -> int:
+        url = httpx.URL(f"{self.client.base_url}/v2/{self.repository}/blobs/uploads/")
+        if mount and digest is not None:
+            url = url.copy_merge_params({"mount": str(digest), "from": mount})
+        response = self.client.request("POST", url, scopes=scopes, what=self.what, content=b"")
+        if response.status_code == 201 and mount:
+            return 0
+        if response.status_code != 202 or not response.headers.get("location"):
+            self.client.fail(response, self.what, self.repository)
+        if mount:
+            log.debug("%s: mount from %s refused; uploading", self.what, mount)
+        self._moved(response)
+        minimum = response.headers.get("oci-chunk-min-length", "")
+        return int(minimum) if minimum.isdigit() else 0
+
+    def _chunked(
+        self,
+        src: _Source,
+        digest: Digest | None,
+        size: int | None,
+        chunk: int,
+        scopes: tuple[str, ...],
+    ) -> UploadResult:
+        pieces = _Pieces(src, size, digest, chunk)
+        offset = self._stalls = 0
+        while (piece := pieces.next(offset)) is not None:
+            done = self._patch(*piece, scopes=scopes)
+            self._stalls = 0 if done > offset else self._stalls + 1
+            if self._stalls >= self.client.retry.attempts:
+                raise RegistryError(
+                    f"{self.what}: no progress after {self._stalls} attempts", retryable=True
+                )
+            offset = done
+        final = digest or pieces.hasher.digest()
+        if not pieces.streamed and pieces.hasher.digest() != final:
+            raise DigestMismatch(f"{self.what} (source)", str(final), str(pieces.hasher.digest()))
+        if size is not None and offset != size:
+            raise SizeMismatch(f"{self.what} (source)", size, offset)
+        assert self._location is not None
+        url = self._location.copy_merge_params({"digest": str(final)})
+        try:
+            response = self.client.request(
+                "PUT", url, scopes=scopes, what=self.what, content=b"", retries=False
+            )
+        except TransportError as e:
+            if (
+                isinstance(e, RegistryError)
+                or self.client.head_blob(self.repository, final) is None
+            ):
+                raise
+            return UploadResult("uploaded", final, offset)
+        self._committed(response, final)
+        return UploadResult("uploaded", final, offset)
+
+    def _patch(
+        self,
+        start: int,
+        length: int,
+        body: bytes | Callable[[], Iterator[bytes]],
+        *,
+        scopes: tuple[str, ...],
+    ) -> int:
+        """Send one piece; return how many bytes the registry now holds."""
+        assert self._location is not None
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{start}-{start + length - 1}",
+            "Content-Length": str(length),
+        }
+        content: Any = (lambda: self._counted(body())) if callable(body) else body
+        try:
+            response = self.client.request(
+                "PATCH",
+                self._location,
+                scopes=scopes,
+                what=self.what,
+                headers=headers,
+                content=content,
+                retries=False,
+            )
+        except TransportError as e:
+            if isinstance(e, RegistryError):
+                raise
+            self._pause(None, e)
+            return self._status(scopes)
+        if response.status_code == 202:
+            self._moved(response)
+            if not callable(body):
+                self.client.stats.add(bytes_uploaded=length)
+            return _range_end(response.headers.get("range"), start + length)
+        if response.status_code == 416 or self.client.retry.retries_status(response.status_code):
+            self._pause(response, None)
+            return self._status(scopes)
+        self.client.fail(response, self.what, self.repository)
+
+    def _pause(self, response: httpx.Response | None, error: Exception | None) -> None:
+        if response is not None and response.status_code == 416:
+            return
+        wait = self.client.retry.delay(self._stalls + 1, response)
+        reason = error if error is not None else f"HTTP {response.status_code if response else '?'}"
+        log.info("%s: %s; asking the registry where to continue in %.1fs", self.what, reason, wait)
+        self.client.stats.add(retries=1)
+        self.client.sleep(wait)
+
+    def _status(self, scopes: tuple[str, ...]) -> int:
+        assert self._location is not None
+        response = self.client.request("GET", self._location, scopes=scopes, what=self.what)
+        if response.status_code == 404:
+            raise RegistryError(
+                f"{self.what}: the registry forgot the upload session", 404, retryable=True
+            )
+        if response.status_code not in (200, 204):
+            self.client.fail(response, self.what, self.repository)
+        self._moved(response)
+        return _range_end(response.headers.get("range"), 0)
+
+    def _moved(self, response: httpx.Response) -> None:
+        location = response.headers.get("location")
+        if location:
+            self._location = response.request.url.join(location)
+
+    def _committed(self, response: httpx.Response, digest: Digest) -> None:
+        if response.status_code not in (200, 201, 204):
+            self.client.fail(response, self.what, self.repository)
+        header = response.headers.get("docker-content-digest", "").strip()
+        if header and header != str(digest):
+            raise DigestMismatch(f"{self.what} as stored", str(digest), header[:80])
+
+    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.client.stats.add(bytes_uploaded=len(chunk))
+            yield chunk
+
+    def _cancel(self, scopes: tuple[str, ...]) -> None:
+        if self._location is None:
+            return
+        try:
+            self.client.request(
+                "DELETE", self._location, scopes=scopes, what=self.what, retries=False
+            )
+        except (OccystrapError, httpx.HTTPError) as e:
+            log.debug("%s: cancelling the upload failed: %s", self.what, e)
+        self._location = None
+
+
+def _range_end(value: str | None, default: int) -> int:
+    """Bytes held according to a ``Range: 0-N`` header (N inclusive); ``default`` if absent."""
+    match = re.fullmatch(r"\s*(?:bytes=)?(\d+)-(\d+)\s*", value or "")
+    if match is None:
+        return default
+    end = int(match.group(2)) + 1
+    if end == 1 and default != 1:
+        return 0  # distribution answers "0-0" for an empty session
+    return end
+
+
+def _transient(error: OccystrapError) -> bool:
+    if isinstance(error, RegistryError):
+        return error.retryable
+    return isinstance(error, TransportError)
