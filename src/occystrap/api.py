@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from . import transports
+from .blobio.compression import validate_level
 from .copy import CopyResult, copy_image
+from .copy_index import IndexCopyResult, Reopen, copy_index
+from .errors import UnsupportedFormat
 from .filters.base import Filter
 from .filters.catalog import parse_filter
 from .image import Image
+from .model.descriptor import Descriptor
 from .transports.base import RunContext, Sink
 
 
@@ -34,14 +39,50 @@ def process(
     destination: str,
     filters: Sequence[str | Filter] = (),
     ctx: RunContext | None = None,
-) -> CopyResult:
-    """Copy one image from ``source`` to ``destination`` through ``filters``."""
+) -> CopyResult | IndexCopyResult:
+    """Copy one image from ``source`` to ``destination`` through ``filters``.
+
+    With ``ctx.all_platforms`` and a source that names an index, every image of the index
+    and the index itself are copied (:func:`copy_index`); the result is an IndexCopyResult.
+    """
     ctx = ctx or RunContext()
     chain = [parse_filter(f) if isinstance(f, str) else f for f in filters]
-    transports.parse(destination, "destination")  # fail on a bad destination before reading
+    dest = transports.parse(destination, "destination")  # fail on a bad destination early
+    ctx = _with_compression(ctx, dest.options)
     with open_source(source, ctx) as image:
         sink = open_sink(destination, ctx)
+        if ctx.all_platforms:
+            return copy_index(image, sink, chain, ctx, reopen=_reopener(source, ctx))
         return copy_image(image, sink, chain, ctx)
+
+
+def _with_compression(ctx: RunContext, options: object) -> RunContext:
+    """A destination's ``?compression=``/``?level=`` override the run's settings."""
+    compression = getattr(options, "compression", None) or ctx.compression
+    level = getattr(options, "level", None)
+    if level is None and compression == ctx.compression:
+        level = ctx.compression_level  # the run's level belongs to the run's compression
+    if (compression, level) == (ctx.compression, ctx.compression_level):
+        return ctx
+    validate_level(compression, level)
+    return dataclasses.replace(ctx, compression=compression, compression_level=level)
+
+
+def _reopener(source: str, ctx: RunContext) -> Reopen:
+    """For sources without ``Image.open_manifest``: open ``source`` again for one index
+    entry's platform (``copy_index`` checks that the manifest digest matches)."""
+
+    @contextmanager
+    def reopen(desc: Descriptor) -> Iterator[Image]:
+        if desc.platform is None:
+            raise UnsupportedFormat(
+                f"{source}: cannot open index entry {desc.digest} (it has no platform)"
+            )
+        entry_ctx = dataclasses.replace(ctx, platform=desc.platform, all_platforms=False)
+        with open_source(source, entry_ctx) as image:
+            yield image
+
+    return reopen
 
 
 def search(
@@ -62,7 +103,9 @@ def search(
     from .transports.null import NullSink
 
     ctx = ctx or RunContext()
-    finder = Search(SearchOptions(pattern=pattern, regex=regex, script_friendly=script_friendly, json=as_json))
+    finder = Search(
+        SearchOptions(pattern=pattern, regex=regex, script_friendly=script_friendly, json=as_json)
+    )
     with open_source(source, ctx) as image:
         copy_image(image, NullSink(), [finder], ctx)
     return finder.hits

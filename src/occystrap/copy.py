@@ -35,7 +35,7 @@ from .blobio.spool import spool
 from .blobio.tee import observe_copy
 from .blobio.verify import HashingReader, VerifyingReader
 from .errors import OccystrapError
-from .filters.base import Filter, ImageView, LayerView
+from .filters.base import Filter, ImageView, LayerView, SourceEnd
 from .image import Image, Layer
 from .model.config import ImageConfig
 from .model.descriptor import Descriptor
@@ -43,7 +43,7 @@ from .model.digest import Digest
 from .model.manifest import Manifest
 from .model.media_types import MediaType, is_nondistributable, layer_media_type
 from .tario.entry import TarEntry
-from .tario.reader import iter_entries
+from .tario.reader import TarReader, iter_entries
 from .tario.writer import iter_tar_bytes
 from .transports.base import LayerForm, LayerWrite, RunContext, Sink
 
@@ -70,7 +70,9 @@ class CopyResult:
 
 
 class _Engine:
-    def __init__(self, image: Image, sink: Sink, filters: Sequence[Filter], ctx: RunContext) -> None:
+    def __init__(
+        self, image: Image, sink: Sink, filters: Sequence[Filter], ctx: RunContext
+    ) -> None:
         self.image = image
         self.sink = sink
         self.ctx = ctx
@@ -129,7 +131,9 @@ class _Engine:
         with ExitStack() as stack:
             plain_in = self._open_plain(layer, stack)
             if layer.diff_id is not None:
-                plain_in = VerifyingReader(plain_in, _Expect(layer.diff_id, None), f"layer {layer.index} (diff_id)")
+                plain_in = VerifyingReader(
+                    plain_in, _Expect(layer.diff_id, None), f"layer {layer.index} (diff_id)"
+                )
             blob = HashingReader(plain_in)
             media_type = layer_media_type("none", self.oci)
             info = LayerWrite(layer.index, media_type, layer.diff_id, None, layer.diff_id, layer)
@@ -146,7 +150,14 @@ class _Engine:
             blob = HashingReader(self._open_verified(layer, stack))
             d = layer.descriptor
             media_type = self._media_type_for(layer)
-            info = LayerWrite(layer.index, media_type, d.digest if d else None, d.size if d else None, layer.diff_id, layer)
+            info = LayerWrite(
+                layer.index,
+                media_type,
+                d.digest if d else None,
+                d.size if d else None,
+                layer.diff_id,
+                layer,
+            )
             desc = self.sink.put_layer(blob, info)
             return Written(desc, layer.diff_id, "copied", unchanged=True)
 
@@ -156,7 +167,8 @@ class _Engine:
 
         def consume(stream: BinaryIO) -> None:
             plain, _ = _decompress(stream, layer)
-            entries: Iterator[TarEntry] = iter_entries(plain, what=f"layer {layer.index}")
+            reader = iter_entries(plain, what=f"layer {layer.index}")
+            entries: Iterator[TarEntry] = _ChangeTracker().count_in(reader, view.source_end)
             for f in self.chain:
                 entries = f.process(entries, view)
             for entry in entries:
@@ -179,16 +191,25 @@ class _Engine:
             with ExitStack() as stack:
                 plain = self._open_plain(layer, stack)
                 state = _ChangeTracker()
-                entries: Iterator[TarEntry] = state.count_in(iter_entries(plain, what=f"layer {layer.index}"))
+                reader = iter_entries(plain, what=f"layer {layer.index}")
+                entries: Iterator[TarEntry] = state.count_in(reader, view.source_end)
                 for f in self.chain:
                     entries = f.process(entries, view)
-                out = HashingReader(IterReader(iter_tar_bytes(state.watch_out(entries))))
+                chunks = state.keep_trailer(
+                    iter_tar_bytes(state.watch_out(entries)), view.source_end
+                )
+                out = HashingReader(IterReader(chunks))
                 if self.form is LayerForm.UNCOMPRESSED:
                     media_type = layer_media_type("none", self.oci)
                     info = LayerWrite(layer.index, media_type, None, None, None, layer)
                     desc = self.sink.put_layer(out, info)
                     changed = state.changed or out.digest() != layer.diff_id
-                    return Written(desc, out.digest(), "rewritten" if changed else "copied", unchanged=not changed and self._stored_is_plain(layer))
+                    return Written(
+                        desc,
+                        out.digest(),
+                        "rewritten" if changed else "copied",
+                        unchanged=not changed and self._stored_is_plain(layer),
+                    )
                 spooled = keep.enter_context(spool(out, self.ctx.temp_dir))
             # Every entry went through with its original header and body: the content is the
             # source's (only the end-of-archive padding may differ), so keep the stored blob.
@@ -196,9 +217,13 @@ class _Engine:
                 return self._pass(layer)
             with ExitStack() as stack:
                 plain_again = HashingReader(stack.enter_context(spooled.open()))
-                return self._put_compressed(layer, plain_again, stack, outcome="rewritten" if state.changed else "converted")
+                return self._put_compressed(
+                    layer, plain_again, stack, outcome="rewritten" if state.changed else "converted"
+                )
 
-    def _put_compressed(self, layer: Layer, plain: HashingReader, stack: ExitStack, outcome: str) -> Written:
+    def _put_compressed(
+        self, layer: Layer, plain: HashingReader, stack: ExitStack, outcome: str
+    ) -> Written:
         compression = self.ctx.compression if self.ctx.compression != "none" else "none"
         packed = HashingReader(compressing_reader(plain, compression, self.ctx.compression_level))
         media_type = layer_media_type(compression, self.oci)
@@ -269,8 +294,12 @@ class _Engine:
             manifest.digest,
             config,
             tuple(
-                {"digest": str(w.descriptor.digest), "diff_id": str(w.diff_id) if w.diff_id else None,
-                 "size": w.descriptor.size, "media_type": w.descriptor.media_type}
+                {
+                    "digest": str(w.descriptor.digest),
+                    "diff_id": str(w.diff_id) if w.diff_id else None,
+                    "size": w.descriptor.size,
+                    "media_type": w.descriptor.media_type,
+                }
                 for w in written
             ),
         )
@@ -301,7 +330,9 @@ class _Engine:
                     raise exc
             return [f.result() for f in futures]
 
-    def _manifest(self, written: Sequence[Written], config: ImageConfig, config_desc: Descriptor) -> Manifest:
+    def _manifest(
+        self, written: Sequence[Written], config: ImageConfig, config_desc: Descriptor
+    ) -> Manifest:
         source = self.image.manifest
         if (
             source is not None
@@ -313,11 +344,22 @@ class _Engine:
             return source
         media_type = MediaType.OCI_MANIFEST if self.oci else MediaType.DOCKER_MANIFEST
         config_type = MediaType.OCI_CONFIG if self.oci else MediaType.DOCKER_CONFIG
-        if source is not None and source.config.media_type not in (MediaType.OCI_CONFIG, MediaType.DOCKER_CONFIG):
+        if source is not None and source.config.media_type not in (
+            MediaType.OCI_CONFIG,
+            MediaType.DOCKER_CONFIG,
+        ):
             config_type = source.config.media_type  # an artifact's own config type is kept
         config_d = Descriptor(config_type, config_desc.digest, config_desc.size)
-        layers = [Descriptor(w.descriptor.media_type, w.descriptor.digest, w.descriptor.size,
-                             annotations=w.descriptor.annotations, urls=w.descriptor.urls) for w in written]
+        layers = [
+            Descriptor(
+                w.descriptor.media_type,
+                w.descriptor.digest,
+                w.descriptor.size,
+                annotations=w.descriptor.annotations,
+                urls=w.descriptor.urls,
+            )
+            for w in written
+        ]
         annotations = source.annotations if source is not None else None
         return Manifest.build(media_type, config_d, layers, annotations)
 
@@ -326,6 +368,10 @@ class _Engine:
 class _Expect:
     digest: Digest
     size: int | None
+
+
+_END_MARKER = 1024  # what iter_tar_bytes ends an archive with (record size 512)
+_MAX_TRAILER = 1 << 20
 
 
 class _ChangeTracker:
@@ -337,10 +383,13 @@ class _ChangeTracker:
         self.entries_out = 0
         self.reencoded = False
 
-    def count_in(self, entries: Iterator[TarEntry]) -> Iterator[TarEntry]:
-        for entry in entries:
+    def count_in(self, reader: TarReader, end: SourceEnd) -> Iterator[TarEntry]:
+        for entry in reader:
             self.entries_in += 1
             yield entry
+        end.entries = self.entries_in
+        if reader.total_size is not None:
+            end.trailer = 0 if reader.end_offset is None else reader.total_size - reader.end_offset
 
     def watch_out(self, entries: Iterator[TarEntry]) -> Iterator[TarEntry]:
         for entry in entries:
@@ -352,6 +401,26 @@ class _ChangeTracker:
     @property
     def changed(self) -> bool:
         return self.reencoded or self.entries_in != self.entries_out
+
+    def keep_trailer(self, chunks: Iterator[bytes], end: SourceEnd) -> Iterator[bytes]:
+        """The writer's chunks; an unchanged layer ends as the source did (same zero padding
+        after the last member), so its diff_id stays the source's."""
+        last: bytes | None = None
+        for chunk in chunks:
+            if last is not None:
+                yield last
+            last = chunk
+        if last is None:
+            return
+        trailer = end.trailer
+        if (
+            not self.changed
+            and trailer is not None
+            and trailer <= _MAX_TRAILER
+            and len(last) >= _END_MARKER
+        ):
+            last = last[:-_END_MARKER] + bytes(trailer)
+        yield last
 
 
 def _decompress(stream: BinaryIO, layer: Layer) -> tuple[BinaryIO, str]:

@@ -34,6 +34,9 @@ class Layer:
     opener: Opener
     compression: str | None = None
     history: dict[str, Any] | None = None
+    #: where the stored blob also lives, as ``HOST/REPOSITORY`` of a registry (set by the
+    #: registry source), so a registry sink on the same host can mount it instead of uploading
+    origin: str | None = None
 
     def __post_init__(self) -> None:
         if self.compression is None:
@@ -59,7 +62,9 @@ class Image:
     ``tag`` its tag, both None when unknown. ``manifest`` is the source's original manifest
     when there is one (registries, layouts, Docker 25+ saves); copies that change nothing
     reuse its exact bytes. ``sequential`` means layers must be opened in order, one at a
-    time (streams such as a daemon export or a pipe).
+    time (streams such as a daemon export or a pipe). ``open_manifest``, when the source can,
+    opens another manifest of the same source by its descriptor (an entry of ``index``) as an
+    Image; ``copy_index`` uses it to copy every platform.
     """
 
     name: str | None
@@ -72,6 +77,7 @@ class Image:
     sequential: bool = False
     source_label: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
+    open_manifest: Callable[[Descriptor], AbstractContextManager[Image]] | None = None
 
     @property
     def reference(self) -> str:

@@ -7,6 +7,7 @@ back), byte-for-byte reproducibility, and peak RSS of the CLI on a 1 GiB layer.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -24,8 +25,9 @@ from typing import Any
 import pytest
 
 from lab import images
+from lab.archive import ArchiveWriter, open_archive
 from lab.daemon import Daemon
-from lab.dockersave import ArchiveWriter, open_archive, v1_ids
+from lab.dockersave import v1_ids
 from lab.ocilayout import LayoutInfo, canonical_json
 from lab.podman import write_config
 from lab.tarspec import file
@@ -352,6 +354,77 @@ def test_oci_archive_without_manifest_json(work: Path, layout: LayoutInfo) -> No
         assert read_layers_plain(image) == layout.diff_ids
 
 
+def test_stream_with_manifest_first_streams_layers_through(work: Path, layout: LayoutInfo) -> None:
+    """Layers after manifest.json are not spooled; a layer listed twice is kept for its reuse."""
+    big = images.open_layer(layout, 0, work / "mf-big.tar")  # busybox, > 1 MiB
+    small = images.open_layer(layout, 1, work / "mf-small.tar")
+    d_big, d_small = layout.diff_ids
+    config = canonical_json(
+        {**layout.config, "rootfs": {"type": "layers", "diff_ids": [d_small, d_big, d_small]}}
+    )
+    path = work / "manifest-first.tar"
+    with open_archive(path) as ar:
+        ar.json(
+            "manifest.json",
+            [
+                {
+                    "Config": "c.json",
+                    "RepoTags": ["lab/mf:1"],
+                    "Layers": ["s/layer.tar", "b/layer.tar", "s/layer.tar"],
+                }
+            ],
+        )
+        ar.data("c.json", config)
+        ar.file("s/layer.tar", small)
+        ar.file("b/layer.tar", big)
+    gz = images.gzip_archive(path, work / "manifest-first.tar.gz")
+    spool_dir = work / "mf-spool"
+    spool_dir.mkdir()
+    with open(gz, "rb") as raw:
+        _, plain = decompress_auto(raw)
+        with ArchiveStream(plain, what="mf", temp_dir=str(spool_dir)) as archive:
+            image = image_from_plan(archive.plan(), archive.opener, "mf", sequential=True)
+            assert (image.name, image.tag) == ("lab/mf", "1")
+            seen = []
+            for layer in image.layers:
+                with layer.open() as stored:
+                    h = hashlib.sha256()
+                    while chunk := stored.read(1 << 20):
+                        h.update(chunk)
+                        assert list(spool_dir.iterdir()) == []
+                seen.append("sha256:" + h.hexdigest())
+            assert seen == [d_small, d_big, d_small]
+    out = work / "manifest-first-out.tar"
+    api.process(f"tar://{gz}", f"tar://{out}")
+    assert skopeo_diff_ids(out, work) == [d_small, d_big, d_small]
+
+
+def test_gzip_layer_with_wrong_content_fails_even_when_passed_through(
+    flavours: dict[str, Path], work: Path
+) -> None:
+    """A gzip layer.tar has no recorded blob digest: its diff_id is still checked."""
+    src = flavours["legacy-gzip-layers"]
+    victim = next(m.name for m in members(src) if m.name.endswith("layer.tar"))
+    wrong = io.BytesIO()
+    with gzip.GzipFile(fileobj=wrong, mode="wb", mtime=0) as gz:
+        gz.write(_tiny_tar())
+    bad = rewrite(src, work / "wrong-gzip-layer.tar", {victim: wrong.getvalue()})
+    with pytest.raises(DigestMismatch, match="diff_id"):
+        api.process(f"tar://{bad}", f"ocidir://{work}/wrong-gzip-oci:v1")
+    with pytest.raises(DigestMismatch):
+        api.process(f"tar://{bad}", f"tar://{work}/wrong-gzip-out.tar")
+    assert not (work / "wrong-gzip-out.tar").exists()
+
+
+def _tiny_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("evil")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    return buf.getvalue()
+
+
 # -- the stream reader with pre-knowledge (what the daemon source uses) ----------------------
 
 
@@ -386,6 +459,18 @@ def test_archive_stream_with_expectations(
         assert digests == layout.diff_ids
         archive.finish()
     assert list(spool_dir.iterdir()) == []
+
+
+def test_archive_stream_falls_back_to_manifest_json(
+    flavours: dict[str, Path], layout: LayoutInfo
+) -> None:
+    """An expectation the stream does not meet fails with one error; plan() still works."""
+    wrong = Expect(Digest.of_bytes(b"not the config"))
+    with open(flavours["legacy"], "rb") as f, ArchiveStream(f, what="fallback") as archive:
+        with pytest.raises(MalformedInput, match="holds no config"):
+            archive.plan_expected(wrong)
+        image = image_from_plan(archive.plan(), archive.opener, "fallback", sequential=True)
+        assert read_layers_plain(image) == layout.diff_ids
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -425,6 +510,8 @@ def test_output_is_reproducible_and_well_formed(
         "myreg:5000/org/app": {"v1": diff_hex[1]}
     }
     assert leftovers(work) == []
+    info = json.loads(skopeo("inspect", f"docker-archive:{reference_output}:{TAG}").stdout)
+    assert info["Name"] == "myreg:5000/org/app" and info["Layers"] == layout.diff_ids
 
 
 def test_parallel_arrival_order_does_not_change_the_bytes(work: Path, layout: LayoutInfo) -> None:
@@ -495,6 +582,14 @@ def test_podman_loads_the_output(reference_output: Path, layout: LayoutInfo) -> 
         inspect = json.loads(run([*base, "image", "inspect", TAG], env=env).stdout)[0]
         assert inspect["RootFS"]["Layers"] == layout.diff_ids
         assert "sha256:" + inspect["Id"] == layout.config_digest
+        saved = store / "podman-save.tar"  # podman's own docker-archive reads back the same
+        run([*base, "save", "--format", "docker-archive", "-o", str(saved), TAG], env=env)
+        with api.open_source(f"tar://{saved}") as image:
+            assert (image.name, image.tag) == ("myreg:5000/org/app", "v1")
+            assert read_layers_plain(image) == layout.diff_ids
+        again = store / "again.tar"
+        api.process(f"tar://{saved}", f"tar://{again}")
+        assert sha256(again) == sha256(reference_output)
         run([*base, "rmi", "-a", "-f"], env=env, check=False)
 
 

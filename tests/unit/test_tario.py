@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.lab.tools import require, run
 
+from lab.tools import require, run
 from occystrap.errors import InvalidOption, LimitExceeded, MalformedInput
 from occystrap.tario import (
     TarEntry,
@@ -148,8 +148,17 @@ def big_members() -> list[tuple[tarfile.TarInfo, bytes]]:
     ]
 
 
+def need_root() -> None:
+    """Device nodes, chown and security.* xattrs need root: fail in CI, skip elsewhere."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("this test must run as root in CI", pytrace=False)
+        pytest.skip("needs root")
+
+
 def build_tree(root: Path, *, extended: bool) -> None:
     """A directory tree with every file type GNU tar stores."""
+    need_root()
     root.mkdir()
     (root / "hello.txt").write_bytes(b"hello\n")
     (root / "empty").write_bytes(b"")
@@ -412,6 +421,8 @@ def test_lone_zero_block_and_missing_end_marker_are_tolerated() -> None:
     none = data[:1024]
     for variant in (one, none):
         assert [(i.name, body) for i, _, body in read_all(variant)] == [("a", b"x")]
+    reader = iter_entries(io.BytesIO(b""))
+    assert list(reader) == [] and reader.total_size == 0 and reader.end_offset is None
 
 
 def test_bodies_are_bounded_and_skipped_when_unread() -> None:
@@ -485,6 +496,67 @@ def test_sparse_members_become_regular_files(tmp_path: Path, version: str) -> No
         m = tf.getmembers()[0]
         assert m.type == tarfile.REGTYPE and not m.sparse
         assert tf.extractfile(m).read() == sparse.read_bytes()  # type: ignore[union-attr]
+
+
+def test_corrupt_sparse_map_is_refused(tmp_path: Path) -> None:
+    sparse = tmp_path / "sparse"
+    with open(sparse, "wb") as f:
+        f.truncate(1 << 20)
+        f.write(b"data")
+    path = tmp_path / "s.tar"
+    run([require("tar"), "--sparse", "--format=gnu", "-cf", path, "-C", tmp_path, "sparse"])
+    data = path.read_bytes()
+    assert data[156:157] == tarfile.GNUTYPE_SPARSE
+    bad = with_checksum(data[:483] + b"00000000001\0" + data[495:512]) + data[512:]
+    with pytest.raises(MalformedInput, match="bad sparse map in tar member at offset 0"):
+        read_all(bad)
+
+
+def test_sparse_expansion_is_capped(tmp_path: Path) -> None:
+    """Default cap: 64 x stored data + 1 GiB; an explicit ``max_sparse_size`` replaces it."""
+    sparse = tmp_path / "sparse"
+    with open(sparse, "wb") as f:
+        f.truncate((1 << 30) + (1 << 20))  # 1 GiB + 1 MiB, a block or so of data
+        f.write(b"data")
+    path = tmp_path / "s.tar"
+    run([require("tar"), "--sparse", "--format=posix", "-cf", path, "-C", tmp_path, "sparse"])
+    data = path.read_bytes()
+    assert len(data) < 1 << 20
+    with pytest.raises(
+        LimitExceeded, match=r"sparse tar member expands to 1074790400 bytes from \d+ stored"
+    ):
+        next(iter_entries(io.BytesIO(data)))
+    (entry,) = list(iter_entries(io.BytesIO(data), max_sparse_size=2 << 30))
+    assert entry.info.size == (1 << 30) + (1 << 20)
+    small = tmp_path / "small.tar"
+    sparse.unlink()
+    with open(sparse, "wb") as f:
+        f.truncate(3 << 20)
+        f.write(b"data")
+    run([require("tar"), "--sparse", "--format=gnu", "-cf", small, "-C", tmp_path, "sparse"])
+    assert len(list(iter_entries(io.BytesIO(small.read_bytes())))) == 1
+    with pytest.raises(LimitExceeded, match=r"\(limit 1048576\) at offset 0 in layer"):
+        next(iter_entries(io.BytesIO(small.read_bytes()), max_sparse_size=1 << 20))
+
+
+class _Trickle:
+    """A stream that returns at most ``step`` bytes per read, like a pipe or a socket."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._stream = io.BytesIO(data)
+        self._step = step
+
+    def read(self, n: int = -1) -> bytes:
+        return self._stream.read(min(n, self._step) if n >= 0 else self._step)
+
+
+@pytest.mark.parametrize("step", [1, 7, 511, 513, 70_000])
+def test_short_reads_from_the_stream_are_fine(step: int) -> None:
+    data = tar_of(*synthetic_members(), *big_members(), (member("big"), os.urandom(3 << 20)))
+    want = [(i.name, raw, body) for i, raw, body in read_all(data)]
+    reader = iter_entries(_Trickle(data, step))
+    got = [(e.info.name, e.raw_header, e.body.read()) for e in reader]
+    assert got == want and reader.total_size == len(data)
 
 
 # ---------------------------------------------------------------- malformed input

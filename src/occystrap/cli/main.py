@@ -28,9 +28,22 @@ class _State:
 def _platform(value: str | None, os_: str | None, arch: str | None, variant: str | None) -> Platform | None:
     if value:
         return Platform.parse(value)
-    if os_ or arch or variant:
-        return Platform(os_ or "linux", arch or "amd64", variant or "")
+    if os_ or arch or variant:  # the reference tool's flags; aliases such as aarch64 work
+        return Platform.parse("/".join(p for p in (os_ or "linux", arch or "amd64", variant) if p))
     return None
+
+
+def _tls_verify_value(argv: list[str]) -> list[str]:
+    """skopeo's ``--tls-verify=false`` spelling of ``--no-tls-verify``."""
+    out = []
+    for arg in argv:
+        value = arg.partition("=")[2].lower() if arg.startswith("--tls-verify=") else None
+        if value in ("false", "0", "no", "off"):
+            arg = "--no-tls-verify"
+        elif value in ("true", "1", "yes", "on"):
+            arg = "--tls-verify"
+        out.append(arg)
+    return out
 
 
 @click.group(
@@ -49,7 +62,7 @@ def _platform(value: str | None, os_: str | None, arch: str | None, variant: str
 @click.option("--username", envvar="OCCYSTRAP_USERNAME", help="Registry user [env OCCYSTRAP_USERNAME].")
 @click.option("--password", envvar="OCCYSTRAP_PASSWORD", help="Registry password [env OCCYSTRAP_PASSWORD].")
 @click.option("--insecure", is_flag=True, help="Plain HTTP for the registries named on the command line.")
-@click.option("--tls-verify/--no-tls-verify", default=True, show_default=True, help="Verify registry TLS certificates.")
+@click.option("--tls-verify/--no-tls-verify", default=True, show_default=True, help="Verify registry TLS certificates (also --tls-verify=false).")
 @click.option("--ca-file", type=click.Path(dir_okay=False), help="Extra CA bundle for registries.")
 @click.option("--cert-dir", type=click.Path(file_okay=False), help="Docker-style certs.d directory (HOST/ca.crt, client.cert/key).")
 @click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), envvar="OCCYSTRAP_COMPRESSION", default="gzip", show_default=True, help="Compression for layers that must be (re)compressed.")
@@ -69,6 +82,8 @@ def cli(ctx: click.Context, verbose: bool, debug: bool, quiet: bool, platform_: 
     logging.getLogger("occystrap").setLevel(logging.DEBUG if (debug or verbose) and verbose else level)
     if debug:
         logging.getLogger().setLevel(logging.DEBUG)
+    else:  # httpx logs every request at INFO
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     if compression_level is not None:
         from ..blobio.compression import validate_level
 
@@ -131,6 +146,38 @@ def search(run: RunContext, source: str, pattern: str, regex: bool, script_frien
     sys.exit(0 if found else 1)
 
 
+@cli.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="JSON (schema: docs/info.schema.json).")
+@click.pass_obj
+def info(run: RunContext, source: str, as_json: bool) -> None:
+    """Describe the image SOURCE without reading its layers."""
+    import json
+
+    from ..api import open_source
+    from ..info import describe, render_text
+
+    with open_source(source, run) as image:
+        described = describe(image)
+    click.echo(json.dumps(described, indent=2, sort_keys=True) if as_json else render_text(described))
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--full", is_flag=True, help="Also stream every layer: sizes, digests, diff_ids, tar members.")
+@click.option("--json", "as_json", is_flag=True, help="JSON: {reference, mode, errors, warnings, infos, results}.")
+@click.pass_obj
+def check(run: RunContext, source: str, full: bool, as_json: bool) -> None:
+    """Validate the image SOURCE (ids and severities: docs/check.md); exit 1 on any error."""
+    import json
+
+    from ..check import run_check
+
+    report = run_check(source, run, full=full)
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.render_text())
+    sys.exit(1 if report.errors else 0)
+
+
 def _fail(message: str, status: int) -> NoReturn:
     click.echo(f"occystrap: error: {message}", err=True)
     sys.exit(status)
@@ -138,7 +185,8 @@ def _fail(message: str, status: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="occystrap", standalone_mode=False)
+        args = _tls_verify_value(sys.argv[1:] if argv is None else argv)
+        cli.main(args=args, prog_name="occystrap", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:

@@ -10,13 +10,24 @@ is actually written, so a filter cannot leave a stale config behind.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..events import Reporter
 from ..model.config import ImageConfig
 from ..model.digest import Digest
 from ..tario.entry import TarEntry
+
+
+@dataclass
+class SourceEnd:
+    """How the source's layer tar ended, filled in by the engine when the source's entries
+    run out (so a filter may read it once its own input is exhausted, never before)."""
+
+    #: members read from the source, global headers included
+    entries: int | None = None
+    #: bytes from the end-of-archive marker to the end of the stream (0: no marker)
+    trailer: int | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class LayerView:
     size: int | None
     media_type: str
     created_by: str | None
+    source_end: SourceEnd = field(default_factory=SourceEnd)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ FILTERS: tuple[FilterSpec, ...] = (
         "remove files matching globs from every layer",
         o.ExcludeOptions,
         "occystrap.filters.exclude:Exclude",
-        "-f 'exclude:pattern=**/*.pyc,pattern=var/cache/**'",
+        "-f 'exclude:pattern=**/*.pyc,*.pyo,var/cache'",
     ),
     FilterSpec(
         "search",

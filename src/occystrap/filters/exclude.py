@@ -1,26 +1,59 @@
 """exclude: remove entries matching globs from every layer.
 
-A pattern that matches a directory removes its whole subtree. A hardlink whose target was
-removed becomes a regular file carrying the content (the OCI layer spec's rule); later
-links to the same target then point at that new file. Removed regular files are spooled to
-disk (never memory) only so that such a conversion is possible, and deleted at the layer's
-end. A whiteout whose target matches is removed too: the path is excluded everywhere.
+Patterns follow :mod:`occystrap.tario.paths` (``**`` crosses directories, a pattern without
+``/`` matches a basename at any depth), and a pattern that matches a directory removes its
+whole subtree, at the top level too. Whiteouts go with what they delete: ``dir/.wh.x`` is
+dropped when ``dir/x`` is excluded, ``dir/.wh..wh..opq`` when ``dir`` is. Untouched entries
+keep their exact header bytes, so a layer where nothing matches is passed on unchanged.
+
+Hardlinks (OCI layer spec): a link whose target was removed from the same layer becomes a
+regular file carrying the content and the target's metadata (xattrs included); later links
+to that target point at the new file. Removed file bodies are therefore copied to one
+anonymous temporary file per layer (disk, never memory), dropped at the layer's end. A link
+whose target matches a pattern but is not in this layer (a lower layer's file, whose content
+this layer does not carry) is removed with a warning rather than left dangling.
 """
 
 from __future__ import annotations
 
-import copy
-import shutil
+import logging
+import os
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import IO
 
-from ..blobio.readers import copy_stream
-from ..errors import InvalidOption
+from ..errors import InvalidOption, OutputError
 from ..tario.entry import TarEntry
-from ..tario.paths import is_opaque, matches_or_under, normalize, whiteout_target
+from ..tario.paths import (
+    WHITEOUT_META_PREFIX,
+    match,
+    matches_or_under,
+    normalize,
+    whiteout_target,
+)
+from ..tario.writer import copy_info
 from .base import LayerView, PassThrough
 from .options import ExcludeOptions
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+_MAX_ALIASES = 64  # hops when a removed link names another removed link
+
+
+def glob_test(pattern: str, *, subtree: bool) -> Callable[[str], bool]:
+    """A test for normalized paths: :func:`match` (or :func:`matches_or_under` with
+    ``subtree``), except that a leading ``/`` anchors a one-component pattern at the top
+    (``/.git`` is the top-level ``.git`` only; ``.git`` is any ``.git``)."""
+    test = matches_or_under if subtree else match
+    test(pattern, "x")  # InvalidOption now for a bad pattern
+    body = pattern.strip("/")
+    if not pattern.startswith("/") or "/" in body:
+        return lambda path: test(pattern, path)
+    if subtree:
+        return lambda path: match(body, path.partition("/")[0])
+    return lambda path: "/" not in path and match(body, path)
 
 
 class Exclude(PassThrough):
@@ -28,73 +61,167 @@ class Exclude(PassThrough):
     rewrites_layers = True
 
     def __init__(self, options: ExcludeOptions) -> None:
-        if not options.pattern:
+        patterns = tuple(p for p in options.pattern if p.strip())
+        if not patterns:
             raise InvalidOption("filter exclude needs at least one pattern=GLOB")
-        self.patterns = options.pattern
+        self.patterns = patterns
+        self._tests = [glob_test(p, subtree=True) for p in patterns]
 
-    def _excluded(self, path: str) -> bool:
-        return any(matches_or_under(p, path) for p in self.patterns)
+    def excluded(self, path: str) -> bool:
+        """Is the normalized member ``path`` removed (it or a parent directory matches)?"""
+        return bool(path) and any(test(path) for test in self._tests)
+
+    def subject(self, path: str) -> str:
+        """The path an entry stands for: a whiteout's target, a marker's directory."""
+        target = whiteout_target(path)
+        if target is not None:
+            return target
+        head, _, base = path.rpartition("/")
+        return head if base.startswith(WHITEOUT_META_PREFIX) else path
 
     def process(self, entries: Iterator[TarEntry], layer: LayerView) -> Iterator[TarEntry]:
-        spool_dir: str | None = None
-        removed: dict[str, str | None] = {}  # removed regular file -> spool path (None: not spooled)
-        relinked: dict[str, str] = {}  # removed target -> path now carrying its content
+        return _LayerExclusion(self, layer).run(entries)
+
+
+class _LayerExclusion:
+    """The state of one layer: removed files (spooled) and where their links now point."""
+
+    def __init__(self, owner: Exclude, layer: LayerView) -> None:
+        self.owner = owner
+        self.layer = layer
+        self.spool: IO[bytes] | None = None
+        self.spool_size = 0
+        #: removed regular file -> (its header, offset and size of its body in the spool)
+        self.removed: dict[str, tuple[tarfile.TarInfo, int, int]] = {}
+        #: removed hardlink -> the path it named
+        self.aliases: dict[str, str] = {}
+        #: removed file -> the kept path that now carries its content
+        self.moved: dict[str, str] = {}
+
+    def run(self, entries: Iterator[TarEntry]) -> Iterator[TarEntry]:
         try:
             for entry in entries:
                 info = entry.info
+                if info.type == tarfile.XGLTYPE:
+                    yield entry
+                    continue
                 path = normalize(info.name)
-                target = whiteout_target(path)
-                check = target if target is not None and not is_opaque(path) else path
-                if check and self._excluded(check):
-                    if info.isreg():
-                        if spool_dir is None:
-                            spool_dir = tempfile.mkdtemp(prefix="occystrap-exclude-")
-                        spooled = f"{spool_dir}/{len(removed)}"
-                        with open(spooled, "wb") as out:
-                            copy_stream(entry.body, out)
-                        removed[path] = spooled
+                if self.owner.excluded(self.owner.subject(path)):
+                    self._remove(path, entry)
                     continue
                 if info.islnk():
-                    link = normalize(info.linkname)
-                    if link in relinked:
-                        new = copy.copy(info)
-                        new.linkname = relinked[link]
-                        entry.info, entry.raw_header = new, None
-                    elif link in removed and removed[link] is not None:
-                        yield self._as_regular(entry, str(removed[link]))
-                        relinked[link] = info.name
+                    kept = self._link(path, entry)
+                    if kept is None:
                         continue
+                    entry = kept
                 yield entry
         finally:
-            if spool_dir is not None:
-                shutil.rmtree(spool_dir, ignore_errors=True)
+            if self.spool is not None:
+                self.spool.close()
 
-    def _as_regular(self, entry: TarEntry, spooled: str) -> TarEntry:
-        new = copy.copy(entry.info)
-        new.type = tarfile.REGTYPE
-        new.linkname = ""
-        body = open(spooled, "rb")  # noqa: SIM115 - closed by the reader at EOF
-        body.seek(0, 2)
-        new.size = body.tell()
-        body.seek(0)
-        return TarEntry(new, None, _ClosingBody(body, new.size))
+    def _remove(self, path: str, entry: TarEntry) -> None:
+        info = entry.info
+        if info.islnk():
+            self.aliases[path] = normalize(info.linkname)
+        elif not info.isdir():  # files, symlinks, fifos and devices may be linked to
+            size = info.size if info.isreg() else 0
+            self.removed[path] = (info, self._save(entry) if size else 0, size)
+            self.moved.pop(path, None)
+
+    def _save(self, entry: TarEntry) -> int:
+        """Append the entry's body to the spool; return where it starts."""
+        start = self.spool_size
+        size = entry.info.size
+        if not size:
+            return start
+        if self.spool is None:
+            try:
+                self.spool = tempfile.TemporaryFile(prefix="occystrap-exclude-")
+            except OSError as e:
+                raise OutputError(
+                    f"exclude: cannot create a temporary file: {e.strerror}"
+                ) from None
+        body = entry.body
+        left = size
+        while left:
+            data = body.read(min(left, _CHUNK))
+            if not data:
+                break  # the reader raises for a truncated member; nothing more to save
+            try:
+                self.spool.write(data)
+            except OSError as e:
+                raise OutputError(f"exclude: cannot write a temporary file: {e.strerror}") from None
+            left -= len(data)
+        self.spool_size += size - left
+        return start
+
+    def _resolve(self, target: str) -> str:
+        for _ in range(_MAX_ALIASES):
+            if target not in self.aliases:
+                break
+            target = self.aliases[target]
+        return target
+
+    def _link(self, path: str, entry: TarEntry) -> TarEntry | None:
+        """A kept hardlink: unchanged, pointed at the new holder, or made a copy of its target."""
+        named = normalize(entry.info.linkname)
+        target = self._resolve(named)
+        if target in self.moved:
+            return _relinked(entry, self.moved[target])
+        if target in self.removed:
+            self.moved[target] = entry.info.name
+            return self._as_copy(entry, *self.removed[target])
+        if self.owner.excluded(target):
+            log.warning(
+                "layer %d: removed hardlink %s: its target %s is excluded and not in this layer",
+                self.layer.index,
+                path,
+                target,
+            )
+            return None
+        return entry if target == named else _relinked(entry, target)
+
+    def _as_copy(self, link: TarEntry, info: tarfile.TarInfo, start: int, size: int) -> TarEntry:
+        """The removed target's header (type, mode, owners, xattrs) at the link's path."""
+        new = copy_info(info)
+        new.name = link.info.name
+        new.size = size
+        new.pax_headers = {k: v for k, v in info.pax_headers.items() if k != "path"}
+        if self.spool is not None:
+            try:
+                self.spool.flush()
+            except OSError as e:
+                raise OutputError(f"exclude: cannot write a temporary file: {e.strerror}") from None
+        return TarEntry(new, None, _SpoolBody(self.spool, start, size))
 
 
-class _ClosingBody:
-    def __init__(self, f: object, size: int) -> None:
-        self._f = f
+def _relinked(entry: TarEntry, target: str) -> TarEntry:
+    new = copy_info(entry.info)
+    new.linkname = target
+    new.pax_headers = {k: v for k, v in new.pax_headers.items() if k != "linkpath"}
+    return TarEntry(new, None, entry.body)
+
+
+class _SpoolBody:
+    """``size`` bytes of the spool from ``start``, read with pread (no shared position)."""
+
+    def __init__(self, spool: IO[bytes] | None, start: int, size: int) -> None:
+        self._fd = spool.fileno() if spool is not None else -1
+        self._pos = start
         self.remaining = size
 
     def read(self, n: int = -1, /) -> bytes:
-        data: bytes = self._f.read(n if n >= 0 else self.remaining)  # type: ignore[attr-defined]
+        if n < 0 or n > self.remaining:
+            n = self.remaining
+        if not n:
+            return b""
+        data = os.pread(self._fd, n, self._pos)
+        self._pos += len(data)
         self.remaining -= len(data)
-        if not data or self.remaining <= 0:
-            self._f.close()  # type: ignore[attr-defined]
         return data
 
     def readinto(self, buffer: bytearray | memoryview, /) -> int:
-        count: int = self._f.readinto(buffer)  # type: ignore[attr-defined]
-        self.remaining -= count
-        if not count or self.remaining <= 0:
-            self._f.close()  # type: ignore[attr-defined]
-        return count
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)

@@ -1,34 +1,42 @@
 """normalize-timestamps: one mtime for every entry and every config date, for reproducibility.
 
-Only headers change: an entry whose mtime already equals the target and that carries no
-atime/ctime/sub-second records passes through byte for byte (so the filter is idempotent
-and an already-normalised layer keeps its digest). Other PAX records (xattrs such as
-``security.capability``, ACLs, long names) are kept; the writer picks USTAR whenever the
-re-encoded entry fits it.
+Only headers change, bodies stream through untouched. Each entry gets ``mtime = ts``; the
+PAX time records ``atime``, ``ctime`` and ``LIBARCHIVE.creationtime`` are dropped (as is a
+sub-second ``mtime`` record); every other record (xattrs such as ``security.capability``,
+ACLs, long names) is kept, and the writer re-encodes the header as USTAR whenever it fits.
+An entry that already has ``mtime == ts`` and no time records passes through byte for byte,
+so the filter is idempotent and an already normalised layer keeps its digest. A PAX global
+header loses its time records too (and every later entry is re-encoded, since the global
+value no longer applies to it). The config's ``created`` and ``history[].created`` become
+``ts`` as well. ``ts`` defaults to ``$SOURCE_DATE_EPOCH``, else 0.
 """
 
 from __future__ import annotations
 
-import copy
 import os
+import tarfile
 from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InvalidOption
 from ..model.config import ImageConfig, rfc3339
 from ..tario.entry import TarEntry
+from ..tario.writer import copy_info
 from .base import LayerView, PassThrough
 from .options import NormalizeOptions
 
-_TIME_RECORDS = ("mtime", "atime", "ctime")
+#: PAX records that carry a time (``mtime`` mirrors the header field and is recomputed).
+TIME_RECORDS = frozenset(("mtime", "atime", "ctime", "LIBARCHIVE.creationtime"))
+_MAX_TS = 8**11 - 1  # the largest mtime a USTAR header holds
 
 
-def _default_timestamp() -> int:
+def default_timestamp() -> int:
+    """``$SOURCE_DATE_EPOCH`` as an integer, 0 when it is unset or empty."""
     value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if not value:
         return 0
     try:
-        return int(value)
+        return int(value, 10)
     except ValueError:
         raise InvalidOption(f"SOURCE_DATE_EPOCH must be an integer, not {value!r}") from None
 
@@ -38,23 +46,37 @@ class NormalizeTimestamps(PassThrough):
     rewrites_layers = True
 
     def __init__(self, options: NormalizeOptions) -> None:
-        self.timestamp = options.ts if options.ts is not None else _default_timestamp()
-        if not 0 <= self.timestamp < 8**11:
-            raise InvalidOption(f"filter normalize-timestamps: ts={self.timestamp} is out of range")
+        if options.ts is not None and options.timestamp is not None:
+            raise InvalidOption("filter normalize-timestamps: give ts or timestamp, not both")
+        chosen = options.ts if options.ts is not None else options.timestamp
+        self.timestamp = chosen if chosen is not None else default_timestamp()
+        if not 0 <= self.timestamp <= _MAX_TS:
+            raise InvalidOption(
+                f"filter normalize-timestamps: ts={self.timestamp} is out of range 0..{_MAX_TS}"
+            )
 
     def process(self, entries: Iterator[TarEntry], layer: LayerView) -> Iterator[TarEntry]:
         ts = self.timestamp
+        reencode_all = False
         for entry in entries:
             info = entry.info
-            if info.mtime == ts and not any(k in info.pax_headers for k in _TIME_RECORDS):
+            records = info.pax_headers
+            if info.type == tarfile.XGLTYPE:
+                if records.keys() & TIME_RECORDS:
+                    reencode_all = True
+                    new = copy_info(info)
+                    new.pax_headers = {k: v for k, v in records.items() if k not in TIME_RECORDS}
+                    entry = TarEntry(new, None, entry.body)
                 yield entry
                 continue
-            new = copy.copy(info)
+            if not reencode_all and info.mtime == ts and not records.keys() & TIME_RECORDS:
+                yield entry
+                continue
+            new = copy_info(info)
             new.mtime = ts
-            new.pax_headers = {k: v for k, v in info.pax_headers.items() if k not in _TIME_RECORDS}
-            entry.info = new
-            entry.raw_header = None
-            yield entry
+            if records.keys() & TIME_RECORDS:
+                new.pax_headers = {k: v for k, v in records.items() if k not in TIME_RECORDS}
+            yield TarEntry(new, None, entry.body)
 
     def edit_config(self, config: ImageConfig) -> ImageConfig:
         stamp = rfc3339(self.timestamp)
@@ -62,8 +84,10 @@ class NormalizeTimestamps(PassThrough):
         def set_dates(obj: dict[str, Any]) -> None:
             if "created" in obj:
                 obj["created"] = stamp
-            for entry in obj.get("history") or []:
-                if isinstance(entry, dict) and "created" in entry:
-                    entry["created"] = stamp
+            history = obj.get("history")
+            if isinstance(history, list):
+                for item in history:
+                    if isinstance(item, dict) and "created" in item:
+                        item["created"] = stamp
 
         return config.edit(set_dates)

@@ -27,8 +27,14 @@ class TarEntry:
     member's header blocks as they were read (extended headers included), so an unchanged
     entry can be re-emitted byte for byte; a filter that changes ``info`` must set
     ``raw_header`` to None so the writer re-encodes it. ``body`` streams the member's data
-    (``info.size`` bytes) and must be consumed or skipped before the next entry is read;
-    the reader skips whatever is left.
+    (``info.size`` bytes; ``read(n)`` returns exactly ``min(n, remaining)`` bytes) and must
+    be consumed or skipped before the next entry is read; the reader skips whatever is left
+    and the body then reads as empty.
+
+    Also yielded: PAX global headers (``info.type == b"g"``, records in ``info.pax_headers``,
+    body = the raw records); keep them in a rewritten stream. Header-only types (hard and
+    symbolic links, devices, directories, FIFOs) have an empty body. Sparse members arrive
+    expanded as regular files with ``raw_header`` None.
     """
 
     info: tarfile.TarInfo

@@ -11,6 +11,13 @@ calls, for one image::
     abort()                           instead of commit on any error: removes what was half written
 
 A sink never exposes a complete-looking result before ``commit``.
+
+A sink with ``capabilities.holds_index`` (an :class:`IndexSink`) can also store an image
+index. ``copy_index`` (``--all-platforms``) then runs the sequence above for every entry of
+the index *without* ``commit`` in between (``begin`` is called once per image), then::
+
+    put_index(index)                  after the manifests it lists (nested indexes first)
+    commit()                          names the last index put (the top one)
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from ..image import Image, Layer
 from ..model.config import ImageConfig
 from ..model.descriptor import Descriptor, Platform
 from ..model.digest import Digest
-from ..model.manifest import Manifest
+from ..model.manifest import Index, Manifest
 
 
 class LayerForm(StrEnum):
@@ -45,6 +52,8 @@ class SinkCapabilities:
     compress_uncompressed: bool = True
     #: manifest family when a manifest must be built and the source had none: 'oci' or 'docker'.
     default_family: str = "oci"
+    #: the sink can store an image index: it is an IndexSink (``put_index``).
+    holds_index: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +132,11 @@ class Sink(Protocol):
         """Make the result visible; return a one-line description of what was written."""
 
     def abort(self) -> None: ...
+
+
+class IndexSink(Sink, Protocol):
+    def put_index(self, index: Index) -> None:
+        """Store ``index`` (exact bytes); every manifest it lists was put before."""
 
 
 SourceOpener = Callable[[str, Any, RunContext], AbstractContextManager[Image]]

@@ -112,7 +112,7 @@ def find_oci_manifest(
     try:
         candidates = walk_index(view)
     except (MalformedInput, UnsupportedFormat, LimitExceeded, IntegrityError) as e:
-        log.warning("ignoring the OCI layout of %s: %s", view.what, e)
+        log.debug("ignoring the OCI layout of %s: %s", view.what, e)
         return None
     for item in candidates:
         m = item.manifest

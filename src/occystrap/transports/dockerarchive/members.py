@@ -55,13 +55,13 @@ class Contents(Protocol):
         """The digest of the member's body when it is already known without reading."""
 
 
-def clean_name(raw: str, what: str = "archive member") -> str:
+def clean_name(raw: str, what: str = "the archive") -> str:
     """``raw`` as a relative archive path; UnsafeArchiveEntry if it is absolute or escapes."""
     if raw.startswith("/"):
-        raise UnsafeArchiveEntry(raw, f"{what} has an absolute path")
+        raise UnsafeArchiveEntry(raw, f"absolute path in {what}")
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafeArchiveEntry(raw, f"{what} path contains '..'")
+        raise UnsafeArchiveEntry(raw, f"path with '..' in {what}")
     return "/".join(parts) or "."
 
 
@@ -73,11 +73,11 @@ def link_target(member_name: str, linkname: str, symbolic: bool) -> str:
     norm = posixpath.normpath(joined)
     if norm == ".." or norm.startswith("../"):
         raise UnsafeArchiveEntry(member_name, f"link {linkname!r} points outside the archive")
-    return clean_name(norm, "link target")
+    return clean_name(norm, f"the target of {member_name!r}")
 
 
-def member_from_info(info: tarfile.TarInfo, offset: int = -1) -> Member:
-    name = clean_name(info.name)
+def member_from_info(info: tarfile.TarInfo, what: str, offset: int = -1) -> Member:
+    name = clean_name(info.name, what)
     if info.issym() or info.islnk():
         if not info.linkname:
             raise MalformedInput(f"archive member {name!r} is a link without a target")
@@ -119,7 +119,7 @@ class MemberTable:
     def resolve(self, path: str, what: str = "path") -> Member | None:
         """The regular file ``path`` names, following links; None if it (or a link target) is
         not there. A link out of the archive raises UnsafeArchiveEntry, a loop MalformedInput."""
-        name = clean_name(path, what)
+        name = clean_name(path, f"{what} of {self.what}")
         for _ in range(MAX_LINK_HOPS):
             member = self._members.get(name)
             if member is None:
@@ -147,7 +147,7 @@ def index_seekable(f: BinaryIO, what: str) -> MemberTable:
             info = tf.next()
             if info is None:
                 break
-            member = member_from_info(info, info.offset_data)
+            member = member_from_info(info, what, info.offset_data)
             if member.kind == "file" and info.offset_data + info.size > file_size:
                 raise MalformedInput(f"truncated tar {what}: member {member.name!r} ends early")
             table.add(member)

@@ -14,9 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ...blobio.compression import Compression, decompressing_reader, detect
-from ...blobio.readers import Reader, ReaderBase
-from ...blobio.verify import VerifyingReader
+from ...blobio.compression import detect
 from ...errors import (
     DigestMismatch,
     ImageNotFound,
@@ -61,6 +59,10 @@ class LayerRef:
 
 @dataclass
 class Plan:
+    """The picked image: RepoTag split into ``name``/``tag``, its config, its layers, the
+    layout's original manifest if any; ``count`` images in the archive, of which this one
+    (``entry_label``) was taken for want of ``image=``/``index=`` if ``picked_by_default``."""
+
     name: str | None
     tag: str | None
     config: ImageConfig
@@ -249,43 +251,6 @@ def layer_ref(
         Descriptor(media_type, digest, size) if digest is not None and size is not None else None
     )
     return LayerRef(i, (path,), diff_id, media_type, comp, digest, size, history, descriptor)
-
-
-def verified(reader: Reader, head: bytes, ref: LayerRef, what: str) -> Reader:
-    """``reader`` (the stored bytes, ``head`` their start) checked against ``ref``.
-
-    A layer the plan promised uncompressed that turns out compressed (a stream whose
-    layers were named before they were seen) is decompressed and checked by diff_id.
-    """
-    actual = detect(head)
-    label = f"layer {ref.index} of {what}"
-    if ref.compression == "none" and actual is not Compression.NONE and ref.diff_id is not None:
-        plain = decompressing_reader(reader, actual, what=label)
-        return VerifyingReader(plain, _Expect(ref.diff_id, None), f"{label} (diff_id)")
-    if ref.digest is None:
-        log.debug("%s has no known stored digest; only its size bounds it", label)
-        return reader
-    return VerifyingReader(reader, _Expect(ref.digest, ref.size), label)
-
-
-class CountingReader(ReaderBase):
-    """Pass bytes through, counting them (for the run's ``bytes_read``)."""
-
-    def __init__(self, reader: Reader) -> None:
-        self._source = reader
-        self.count = 0
-
-    def read(self, size: int = -1, /) -> bytes:
-        assert self._source is not None
-        data = self._source.read(size)
-        self.count += len(data)
-        return data
-
-
-@dataclass(frozen=True)
-class _Expect:
-    digest: Digest
-    size: int | None
 
 
 def image_from_plan(

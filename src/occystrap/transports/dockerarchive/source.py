@@ -16,7 +16,7 @@ import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from ...blobio.compression import Compression, decompressing_reader, detect
 from ...blobio.readers import ChainReader, Reader, ReaderBase, read_full
@@ -27,8 +27,9 @@ from ...model.digest import Digest
 from ...model.jsonfile import MAX_JSON_BYTES
 from ..base import RunContext
 from ..options import TarSourceOptions
+from .checks import CountingReader, checked
 from .members import Member, MemberTable, index_seekable
-from .reader import CountingReader, LayerRef, Plan, build_plan, image_from_plan, verified
+from .reader import LayerRef, Plan, build_plan, image_from_plan
 from .stream import ArchiveStream
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ def _open_member(
     reader = CountingReader(PreadReader(f.fileno(), member.offset, member.size))
     head = os.pread(f.fileno(), min(4, member.size), member.offset)
     try:
-        yield cast(BinaryIO, verified(reader, head, ref, what))
+        with checked(reader, head, ref, what) as stream:
+            yield stream
     finally:
         stats.add(bytes_read=reader.count)

@@ -18,16 +18,13 @@ the plan is ready as soon as the config passes, so layers can stream before mani
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from functools import partial
 from typing import BinaryIO, cast
 
 from ...blobio.readers import ChainReader, Reader, read_full
-from ...blobio.spool import SpooledBlob, spool
 from ...errors import MalformedInput, OccystrapError
 from ...events import Stats
 from ...image import Opener
@@ -35,34 +32,13 @@ from ...model.digest import Digest
 from ...model.jsonfile import MAX_JSON_BYTES
 from ...tario.entry import BodyReader, TarEntry
 from ...tario.reader import iter_entries
+from .checks import CountingReader, checked
 from .expect import Expect, expected_plan, refine
+from .held import HEAD, Held, HeldMembers
 from .members import Member, MemberTable, NeedMore, member_from_info
-from .reader import CountingReader, LayerRef, Plan, build_plan, verified
+from .reader import LayerRef, Plan, build_plan
 
 log = logging.getLogger(__name__)
-
-HEAD = 4
-SMALL = 1 << 20
-MEMORY_BUDGET = 32 << 20
-
-
-@dataclass
-class _Held:
-    member: Member
-    data: bytes | None
-    blob: SpooledBlob | None
-    digest: Digest
-    head: bytes
-
-    def open(self) -> BinaryIO:
-        if self.data is not None:
-            return io.BytesIO(self.data)
-        assert self.blob is not None
-        return self.blob.open()
-
-    def close(self) -> None:
-        if self.blob is not None:
-            self.blob.close()
 
 
 class ArchiveStream:
@@ -77,8 +53,7 @@ class ArchiveStream:
         self._temp_dir = temp_dir
         self._table = MemberTable(what)
         self._entries: Iterator[TarEntry] = iter_entries(stream, what=what)
-        self._held: dict[str, _Held] = {}
-        self._memory = 0
+        self._held = HeldMembers(temp_dir)
         self._plan: Plan | None = None
         self._expect: Expect | None = None
         self._pending: set[int] = set()
@@ -90,7 +65,7 @@ class ArchiveStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- Contents (what reader.build_plan asks) -----------------------------------------
+    # -- Contents (what build_plan asks) -----------------------------------------------
 
     def resolve(self, path: str, what: str = "path") -> Member | None:
         return self._table.resolve(path, what)
@@ -128,20 +103,26 @@ class ArchiveStream:
         return plan
 
     def plan_expected(self, expect: Expect) -> Plan:
-        """Read only until the config named by ``expect`` has passed; layers are found later."""
+        """Read only until the config named by ``expect`` has passed; layers are found later.
+        On failure (e.g. no such config) ``plan()`` can still be asked."""
         self._expect = expect
-        while True:
-            try:
-                plan = expected_plan(self, expect)
-                break
-            except NeedMore:
-                self._hold_next()
+        try:
+            while True:
+                try:
+                    plan = expected_plan(self, expect)
+                    break
+                except NeedMore:
+                    self._hold_next()
+        except BaseException:
+            self._expect = None  # plan() may still be asked, from what is held
+            raise
         self._adopt(plan)
-        if "manifest.json" in self._held:
-            self._refine(self._held["manifest.json"])
+        manifest_json = self._held.get("manifest.json")
+        if manifest_json is not None:
+            self._refine(manifest_json)
         return plan
 
-    def _refine(self, held: _Held) -> None:
+    def _refine(self, held: Held) -> None:
         assert self._plan is not None and self._expect is not None
         with closing(held.open()) as f:
             raw = read_full(f, min(held.member.size, MAX_JSON_BYTES))
@@ -167,11 +148,8 @@ class ArchiveStream:
         if self._busy:
             raise OccystrapError(f"layers of {self.what} must be read one at a time")
         ref = self._plan.layers[index]
-        if index not in self._pending:
-            if self._find_held(ref) is None:
-                raise OccystrapError(
-                    f"layer {index} of {self.what} was already read and cannot be read again"
-                )
+        if index not in self._pending and self._find_held(ref) is None:
+            raise OccystrapError(f"layer {index} of {self.what} was read already")
         self._pending -= {j for j in self._pending if j < index}
         self._busy = True
         try:
@@ -185,7 +163,8 @@ class ArchiveStream:
                 reader, head = held.open(), held.head
             counted = CountingReader(reader)
             try:
-                yield cast(BinaryIO, verified(counted, head, ref, self.what))
+                with checked(counted, head, ref, self.what) as stream:
+                    yield stream
             finally:
                 counted.close()
                 if self._stats is not None:
@@ -194,7 +173,7 @@ class ArchiveStream:
             self._busy = False
             self._gc()
 
-    def _locate(self, ref: LayerRef) -> tuple[_Held | None, BodyReader | None]:
+    def _locate(self, ref: LayerRef) -> tuple[Held | None, BodyReader | None]:
         while True:
             held = self._find_held(ref)
             if held is not None:
@@ -212,16 +191,13 @@ class ArchiveStream:
             if self._keep(member):
                 self._hold(member, entry.body)
 
-    def _find_held(self, ref: LayerRef) -> _Held | None:
+    def _find_held(self, ref: LayerRef) -> Held | None:
         for path in ref.paths:
             member = self.resolve(path, f"layer {ref.index}")
-            if member is not None and member.name in self._held:
-                return self._held[member.name]
-        if ref.match_content:
-            for held in self._held.values():
-                if held.digest == ref.diff_id:
-                    return held
-        return None
+            held = self._held.get(member.name) if member is not None else None
+            if held is not None:
+                return held
+        return self._held.with_digest(ref.diff_id) if ref.match_content else None
 
     def _is_for(self, ref: LayerRef, member: Member) -> bool:
         return any(self.resolve(p, f"layer {ref.index}") is member for p in ref.paths)
@@ -236,9 +212,8 @@ class ArchiveStream:
         return any(not self._seen(self._plan.layers[j]) for j in self._pending)
 
     def _seen(self, ref: LayerRef) -> bool:
-        if self._find_held(ref) is not None:
-            return True
-        return any(self.resolve(p, f"layer {ref.index}") is not None for p in ref.paths)
+        paths = ref.paths
+        return self._find_held(ref) is not None or any(self.resolve(p) is not None for p in paths)
 
     def _keep(self, member: Member) -> bool:
         assert self._plan is not None
@@ -250,14 +225,11 @@ class ArchiveStream:
     def _gc(self) -> None:
         if self._plan is None or self._dangling():
             return
-        keep = {n for j in self._pending for n in self._names_for(self._plan.layers[j])}
-        for name in [n for n in self._held if n not in keep]:
-            self._release(name)
-
-    def _names_for(self, ref: LayerRef) -> Iterator[str]:
-        held = self._find_held(ref)
-        if held is not None:
-            yield held.member.name
+        found = [self._find_held(self._plan.layers[j]) for j in self._pending]
+        keep = {held.member.name for held in found if held is not None}
+        for name in self._held.names():
+            if name not in keep:
+                self._held.release(name)
 
     # -- the tar stream ----------------------------------------------------------------
 
@@ -270,13 +242,12 @@ class ArchiveStream:
         return entry
 
     def _register(self, entry: TarEntry) -> Member:
-        member = member_from_info(entry.info)
-        self._release(member.name)  # a later member of the same name replaces the earlier one
+        member = member_from_info(entry.info, self.what)
+        self._held.release(member.name)  # a later member of the same name replaces the earlier one
         self._table.add(member)
         return member
 
     def _hold_next(self) -> None:
-        """Read one more member and hold it; at the end of the stream mark it complete."""
         if self.complete:
             raise MalformedInput(f"{self.what}: unexpected end of archive")
         entry = self._next_entry()
@@ -286,26 +257,11 @@ class ArchiveStream:
         if member.kind == "file":
             self._hold(member, entry.body)
 
-    def _hold(self, member: Member, body: BodyReader) -> _Held:
-        if member.size <= SMALL and self._memory + member.size <= MEMORY_BUDGET:
-            data = read_full(body, member.size)
-            held = _Held(member, data, None, Digest.of_bytes(data), data[:HEAD])
-            self._memory += len(data)
-        else:
-            blob = spool(body, self._temp_dir)
-            with blob.open() as f:
-                held = _Held(member, None, blob, blob.digest, f.read(HEAD))
-        self._held[member.name] = held
+    def _hold(self, member: Member, body: BodyReader) -> Held:
+        held = self._held.hold(member, body)
         if self._expect is not None and self._plan is not None and member.name == "manifest.json":
             self._refine(held)
         return held
-
-    def _release(self, name: str) -> None:
-        held = self._held.pop(name, None)
-        if held is not None:
-            if held.data is not None:
-                self._memory -= len(held.data)
-            held.close()
 
     def finish(self) -> None:
         """Read the rest of the stream (a producer such as ``docker save`` may wait for it)."""
@@ -316,5 +272,4 @@ class ArchiveStream:
             log.warning("after the image, %s ended badly: %s", self.what, e)
 
     def close(self) -> None:
-        for name in list(self._held):
-            self._release(name)
+        self._held.close()

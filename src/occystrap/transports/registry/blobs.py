@@ -72,6 +72,7 @@ class BlobReader(io.RawIOBase):
         self._hasher = hasher or Hasher(digest.algorithm)
         self._skip = 0
         self._failures = 0
+        self._dropped: Exception | None = None
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] = iter(())
         self._pending = memoryview(b"")
@@ -104,29 +105,39 @@ class BlobReader(io.RawIOBase):
         else:
             self.client.fail(response, self.what, self.repository, BlobNotFound)
         self._response = response
-        self._chunks = response.iter_bytes(CHUNK)
+        self._chunks = response.iter_bytes()  # as it arrives: a drop loses nothing received
 
     def _next_chunk(self) -> bytes | None:
-        while True:
+        """Up to 1 MiB; bytes received before a drop are delivered first, then it resumes."""
+        if self._dropped is not None:
+            error, self._dropped = self._dropped, None
+            self._resume(error)
+        buf = bytearray()
+        while len(buf) < CHUNK:
             try:
-                chunk = next(self._chunks)
+                piece = next(self._chunks)
             except StopIteration:
-                return None
+                break
             except retrying.RETRYABLE_ERRORS as e:
+                if buf:  # keep what arrived: resume after it, on the next call
+                    self._dropped = e
+                    break
                 self._resume(e)
                 continue
             if self._skip:
-                cut = min(self._skip, len(chunk))
-                chunk, self._skip = chunk[cut:], self._skip - cut
-                if not chunk:
-                    continue
-            self._failures = 0
-            self.position += len(chunk)
-            if self.size is not None and self.position > self.size:
-                raise SizeMismatch(self.what, self.size, self.position)
-            self._hasher.update(chunk)
-            self.client.stats.add(bytes_downloaded=len(chunk))
-            return chunk
+                cut = min(self._skip, len(piece))
+                piece, self._skip = piece[cut:], self._skip - cut
+            buf += piece
+        if not buf:
+            return None
+        chunk = bytes(buf)
+        self._failures = 0
+        self.position += len(chunk)
+        if self.size is not None and self.position > self.size:
+            raise SizeMismatch(self.what, self.size, self.position)
+        self._hasher.update(chunk)
+        self.client.stats.add(bytes_downloaded=len(chunk))
+        return chunk
 
     def _resume(self, error: Exception) -> None:
         self._close_response()

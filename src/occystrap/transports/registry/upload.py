@@ -327,16 +327,19 @@ class Uploader:
             raise SizeMismatch(f"{self.what} (source)", size, offset)
         assert self._location is not None
         url = self._location.copy_merge_params({"digest": str(final)})
-        try:
-            response = self.client.request(
-                "PUT", url, scopes=scopes, what=self.what, content=b"", retries=False
-            )
+        try:  # no body: safe to retry; a lost answer shows as 404 with the blob present
+            response = self.client.request("PUT", url, scopes=scopes, what=self.what, content=b"")
         except TransportError as e:
             if (
                 isinstance(e, RegistryError)
                 or self.client.head_blob(self.repository, final) is None
             ):
                 raise
+            return UploadResult("uploaded", final, offset)
+        if (
+            response.status_code == 404
+            and self.client.head_blob(self.repository, final) is not None
+        ):
             return UploadResult("uploaded", final, offset)
         self._committed(response, final)
         return UploadResult("uploaded", final, offset)

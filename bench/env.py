@@ -1,0 +1,162 @@
+"""The benchmark's surroundings: the reference tool's venv, the registries, the machine.
+
+* ``ensure_ref_venv``: occystrap 0.4.17 from PyPI in ``bench/work/ref-venv`` (created once);
+* ``start_registries``: two fresh plain-HTTP ``docker-registry`` instances on 127.0.0.1
+  (tests/lab/registry.py), the corpus pushed to the first with skopeo;
+* ``machine``: what the results depend on (CPU, memory, kernel, Python, libraries, tools).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.lab.registry import Registry, start_registry
+
+from .corpus import REPO_TAG, Corpus
+
+REF_VERSION = "0.4.17"
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARIES = ("isal", "zlib-ng", "zstandard", "httpx", "click")
+
+
+def ensure_ref_venv(work: Path) -> str:
+    """Path of the ``occystrap`` 0.4.17 executable, installing it on first use."""
+    venv = work / "ref-venv"
+    exe = venv / "bin" / "occystrap"
+    marker = venv / f".occystrap-{REF_VERSION}"
+    if exe.exists() and marker.exists():
+        return str(exe)
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+    ]
+    subprocess.run([*pip, f"occystrap=={REF_VERSION}"], check=True)
+    marker.touch()
+    return str(exe)
+
+
+def tool_path(name: str) -> str:
+    found = shutil.which(name) or next(
+        (str(p) for d in ("/usr/sbin", "/sbin") if (p := Path(d) / name).exists()), None
+    )
+    if found is None:
+        raise SystemExit(f"bench: {name} is not installed (run scripts/install-system-deps.sh)")
+    return found
+
+
+def start_registries(work: Path, corpus: Corpus) -> list[Registry]:
+    """Two fresh registries; the corpus (OCI layout, gzip) pushed to the first."""
+    regs: list[Registry] = []
+    try:
+        for i in (1, 2):
+            shutil.rmtree(work / f"registry-{i}", ignore_errors=True)
+            regs.append(start_registry("plain", work / f"registry-{i}"))
+        subprocess.run(
+            [
+                tool_path("skopeo"),
+                "--insecure-policy",
+                "copy",
+                "-q",
+                "--dest-tls-verify=false",
+                f"oci:{corpus.layout}:latest",
+                f"docker://{regs[0].host}/{REPO_TAG}",
+            ],
+            check=True,
+        )
+    except BaseException:
+        for reg in regs:
+            reg.stop()
+        raise
+    return regs
+
+
+def _first_line(cmd: list[str]) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except OSError as err:
+        return f"unavailable ({err})"
+    text = (done.stdout or done.stderr).strip()
+    return text.splitlines()[0] if text else f"exit status {done.returncode}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _lib_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def startup_seconds(cmd: list[str], runs: int = 3) -> float:
+    """Median wall time of a trivial command (a tool's fixed start-up cost)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=False)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine(ours: str, ref: str) -> dict[str, str]:
+    """The facts a reader needs to compare two result tables."""
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{os.cpu_count()} × {_cpu_model()}",
+        "memory": _memory(),
+        "kernel": f"{platform.system()} {platform.release()}",
+        "os": _first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "python": platform.python_version(),
+        "libraries": ", ".join(f"{n} {_lib_version(n)}" for n in LIBRARIES),
+        "ours": _first_line([ours, "--version"]),
+        "ref": f"occystrap {REF_VERSION} (PyPI, in {os.path.relpath(ref, ROOT)})",
+        "skopeo": _first_line([tool_path("skopeo"), "--version"]),
+        "registry": _first_line([tool_path("docker-registry"), "--version"]),
+        "load": load(),
+        "startup": ", ".join(
+            f"{name} {startup_seconds(cmd):.2f} s"
+            for name, cmd in (
+                ("ours", [ours, "--version"]),
+                ("occystrap", [ref, "--help"]),
+                ("skopeo", [tool_path("skopeo"), "--version"]),
+            )
+        ),
+    }
+
+
+def load() -> str:
+    """The 1/5/15-minute load averages."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())

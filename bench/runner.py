@@ -1,0 +1,96 @@
+"""Run one tool on one job once: clean, time, peak RSS (the lab's wrapper), check the output.
+
+Commands run under coreutils ``timeout`` inside ``tests.lab.rss.measure``, a bare
+``python -S`` wrapper that reports the peak RSS of the command and its children. Wall time
+is measured around the wrapper (its ~20 ms start-up is the same for every tool). The output
+directory is emptied and ``sync`` called before each run, so one run's write-back does not
+slow the next; cleaning is not timed. A tool that fails becomes a ``Sample`` with a one-line
+error, never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.lab.rss import measure
+
+from .jobs import Ctx, Job, Tool, check, command
+
+#: skopeo's blob-info cache (root; c/image 5.23 has no flag or variable to move it). With
+#: it, skopeo skips uploads it remembers and mounts blobs it saw elsewhere; it is deleted
+#: before every skopeo run so that every run does the whole job.
+SKOPEO_CACHES = (
+    Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb"),
+    Path.home() / ".local/share/containers/cache/blob-info-cache-v1.boltdb",
+)
+
+
+@dataclass
+class Sample:
+    seconds: float | None
+    rss: int | None  # bytes
+    error: str | None = None
+    pushed: int | None = None  # compressed bytes an image push wrote (registry outputs)
+
+
+def clean(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.sync()
+
+
+def clear_skopeo_cache() -> None:
+    for cache in SKOPEO_CACHES:
+        cache.unlink(missing_ok=True)
+
+
+def one_line(stderr: str, rc: int) -> str:
+    """The most telling line of a failed tool's stderr."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if any(w in line.lower() for w in ("error", "failed", "exception", "fatal")):
+            return line[:200]
+    return (lines[-1][:200] if lines else "") or f"exit status {rc}"
+
+
+def run_floor(job: Job, ctx: Ctx) -> Sample:
+    clean(ctx.out)
+    start = time.perf_counter()
+    try:
+        result = job.floor(ctx)
+    except Exception as err:
+        return Sample(None, None, f"floor: {type(err).__name__}: {err}"[:200])
+    seconds = time.perf_counter() - start
+    pushed = sum(result) if isinstance(result, list) else None
+    return Sample(seconds, None, pushed=pushed)
+
+
+def run_tool(job: Job, tool: Tool, ctx: Ctx, timeout: float) -> Sample | None:
+    """One timed run; None when ``tool`` cannot do ``job``."""
+    if tool == "floor":
+        return run_floor(job, ctx)
+    cmd = command(job, tool, ctx)
+    if cmd is None:
+        return None
+    clean(ctx.out)
+    if tool == "skopeo":
+        clear_skopeo_cache()
+    wrapped = ["timeout", "-k", "10", str(int(timeout)), *cmd]
+    start = time.perf_counter()
+    try:
+        result = measure(wrapped, timeout=timeout + 60)
+    except Exception as err:
+        return Sample(None, None, f"harness: {type(err).__name__}: {err}"[:200])
+    seconds = time.perf_counter() - start
+    if result.returncode == 124:
+        return Sample(None, result.peak_rss, f"timed out after {timeout:.0f} s")
+    if result.returncode != 0:
+        return Sample(None, result.peak_rss, one_line(result.stderr, result.returncode))
+    error, pushed = check(job, ctx)
+    if error:
+        return Sample(None, result.peak_rss, error)
+    return Sample(seconds, result.peak_rss, pushed=pushed)

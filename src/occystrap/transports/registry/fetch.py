@@ -1,0 +1,209 @@
+"""Layer bytes for the copy engine: fetched lazily, verified, and resumable across runs.
+
+:func:`open_layer` yields a reader that sends no request until the first ``read`` (so a sink
+that skips or mounts the blob costs nothing) and then streams the blob through a verifying
+:class:`~.blobs.BlobReader` (size, then digest; ``Range`` resume after a dropped connection).
+
+Cross-run resume. A blob of at least :data:`PARTIAL_MIN` bytes is also written, chunk by
+chunk as it streams, to ``PARTIAL_DIR/ALG-HEX.partial`` (held under an exclusive ``flock``, so
+concurrent runs never share one). The file's length is the offset: a killed process loses
+nothing it wrote, and Python cannot serialise a hash state, so the hash state is rebuilt by
+re-reading that prefix from local disk. When a later run finds the file it completes it first
+(``Range: bytes=OFFSET-``), checks size and digest over the whole file, and only then serves
+it from disk; a file that fails the check (a torn write after a crash) is discarded and the
+blob is streamed afresh, so a bad prefix never reaches the output. The file is deleted once
+the consumer took the whole verified blob without error, and kept when the consumer failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, BinaryIO, cast
+
+from ...blobio.readers import CHUNK, IterReader
+from ...errors import DigestMismatch, IntegrityError, SizeMismatch
+from ...events import Stats
+from ...model.digest import Digest, Hasher
+from .blobs import BlobReader
+from .client import RegistryClient
+
+log = logging.getLogger(__name__)
+
+#: Smaller blobs are simply fetched again by a later run.
+PARTIAL_MIN = 16 << 20
+
+
+@contextlib.contextmanager
+def open_layer(
+    client: RegistryClient,
+    repository: str,
+    digest: Digest,
+    size: int,
+    partial_dir: Path | None,
+    stats: Stats,
+) -> Iterator[BinaryIO]:
+    """A reader of one verified blob (see the module docstring for the resume rules)."""
+    fetch = _Fetch(client, repository, digest, size, partial_dir, stats)
+    reader = IterReader(fetch.chunks())
+    ok = False
+    try:
+        yield cast(BinaryIO, reader)
+        ok = True
+    finally:
+        reader.close()
+        fetch.finish(ok)
+
+
+class _Fetch:
+    def __init__(
+        self,
+        client: RegistryClient,
+        repository: str,
+        digest: Digest,
+        size: int,
+        partial_dir: Path | None,
+        stats: Stats,
+    ) -> None:
+        self.client, self.repository, self.digest, self.size = client, repository, digest, size
+        self.what = f"blob {client.host}/{repository}@{digest}"
+        self.stats = stats
+        self.path: Path | None = None
+        if partial_dir is not None and size >= PARTIAL_MIN and digest.supported:
+            self.path = partial_dir / f"{digest.algorithm}-{digest.encoded}.partial"
+        self.file: IO[bytes] | None = None
+        self.complete = False
+        self.bad = False
+
+    # -- the bytes ------------------------------------------------------------------------
+
+    def chunks(self) -> Iterator[bytes]:
+        self.file = self._claim()
+        if self.file is not None:
+            offset = os.fstat(self.file.fileno()).st_size
+            if offset > self.size:
+                offset = self._restart("is longer than the blob")
+            if offset:
+                try:
+                    self._complete(offset)
+                except IntegrityError as e:
+                    offset = self._restart(f"failed its check ({e})")
+                else:
+                    yield from self._from_disk()
+                    self.complete = True
+                    return
+        with self.client.open_blob(self.repository, self.digest, self.size) as blob:
+            try:
+                for chunk in blob.chunks():
+                    self.stats.add(bytes_read=len(chunk))
+                    self._keep(chunk)
+                    yield chunk
+            except IntegrityError:
+                self.bad = True
+                raise
+        self.complete = True
+
+    def _complete(self, offset: int) -> None:
+        """Fetch what an earlier run did not, appending to the file; verify the whole blob."""
+        assert self.file is not None
+        hasher = Hasher(self.digest.algorithm)
+        self.file.seek(0)
+        left = offset
+        while left:
+            chunk = self.file.read(min(CHUNK, left))
+            if not chunk:
+                raise SizeMismatch(f"{self.what} (partial file)", offset, offset - left)
+            hasher.update(chunk)
+            left -= len(chunk)
+        log.info(
+            "%s: resuming at byte %d of %d (kept by an earlier run)", self.what, offset, self.size
+        )
+        if offset == self.size:
+            if hasher.digest() != self.digest:
+                raise DigestMismatch(self.what, str(self.digest), str(hasher.digest()))
+            return
+        with BlobReader(
+            self.client, self.repository, self.digest, self.size, start=offset, hasher=hasher
+        ) as blob:
+            for chunk in blob.chunks():
+                self.stats.add(bytes_read=len(chunk))
+                self.file.write(chunk)
+                self.file.flush()
+
+    def _from_disk(self) -> Iterator[bytes]:
+        assert self.file is not None
+        self.file.seek(0)
+        hasher = Hasher(self.digest.algorithm)
+        while chunk := self.file.read(CHUNK):
+            hasher.update(chunk)
+            yield chunk
+        if hasher.size != self.size:
+            self.bad = True
+            raise SizeMismatch(f"{self.what} (partial file)", self.size, hasher.size)
+        if hasher.digest() != self.digest:
+            self.bad = True
+            raise DigestMismatch(
+                f"{self.what} (partial file)", str(self.digest), str(hasher.digest())
+            )
+
+    # -- the partial file -------------------------------------------------------------------
+
+    def _claim(self) -> IO[bytes] | None:
+        """Open and lock the partial file; None when resume is off or another run holds it."""
+        if self.path is None:
+            return None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, "a+b")  # closed in finish()
+        except OSError as e:
+            log.warning(
+                "cannot keep a partial download in %s: %s", self.path.parent, e.strerror or e
+            )
+            return None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(f.fileno()).st_ino != os.stat(self.path).st_ino:
+                raise BlockingIOError(errno.EAGAIN, "replaced")  # another run finished it
+        except OSError:
+            f.close()
+            log.debug("%s: another run is fetching it; not keeping a partial file", self.what)
+            return None
+        return f
+
+    def _restart(self, why: str) -> int:
+        assert self.file is not None
+        log.warning("%s: the partial file of an earlier run %s; fetching it again", self.what, why)
+        self.file.truncate(0)
+        return 0
+
+    def _keep(self, chunk: bytes) -> None:
+        if self.file is None:
+            return
+        try:
+            self.file.write(chunk)
+            self.file.flush()
+        except OSError as e:
+            log.warning("%s: cannot keep a partial download: %s", self.what, e.strerror or e)
+            self._drop()
+
+    def _drop(self) -> None:
+        if self.file is not None and self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            self.file.close()
+            self.file = None
+
+    def finish(self, consumer_ok: bool) -> None:
+        """Delete the partial file once it served its purpose (or is bad); release it."""
+        if self.file is None:
+            return
+        if self.bad or (self.complete and consumer_ok):
+            self._drop()
+        else:
+            self.file.close()
+            self.file = None

@@ -1,0 +1,181 @@
+"""``registry://HOST[:PORT]/NAME[:TAG|@sha256:DIGEST]`` as a destination.
+
+Layers arrive as stored (``LayerForm.STORED``) and may be pushed from several threads.
+
+* A layer whose digest is known (copied unchanged) is pushed straight from the stream:
+  ``HEAD`` first (present: nothing is sent), a cross-repository mount when the layer's
+  ``origin`` is another repository of this host, else an upload (chunked ``PATCH``es read from
+  the stream, see :mod:`.upload`).
+* A layer compressed on the fly has no digest until its last byte. It is spooled to a
+  temporary file (``--temp-dir``) while it is hashed, then ``HEAD`` and, only if absent, an
+  upload from the file (one ``PUT`` up to 32 MiB, chunks beyond; restartable after a
+  failure). Compression is deterministic, so a rerun of a killed push finds the blobs it
+  already sent and transfers nothing twice; streaming instead would re-send them all.
+* ``put_config`` uploads the config; ``put_manifest`` only records the manifest. ``commit``
+  pushes the exact bytes with ``Content-Type`` = their media type to the tag (or to the digest
+  the URI names) and returns ``pushed HOST/NAME:TAG@sha256:…``. Nothing is tagged before.
+* It can hold an index (``holds_index``): manifests put before ``put_index`` are pushed by
+  digest, then ``commit`` pushes the (last) index to the tag.
+
+``default_family`` is ``docker``: an image that arrives without a manifest (docker-save
+tarballs, the Docker daemon, schema 1) is pushed as Docker schema 2, as ``docker push`` would;
+zstd layers force OCI media types (the copy engine decides that).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+
+from ...blobio.spool import spool
+from ...errors import OutputError
+from ...image import Image
+from ...model.config import ImageConfig
+from ...model.descriptor import Descriptor
+from ...model.digest import Digest
+from ...model.manifest import Index, Manifest
+from ...model.media_types import MediaType
+from ..base import BlobStream, LayerForm, LayerWrite, RunContext, SinkCapabilities
+from ..options import RegistrySinkOptions
+from .client import RegistryClient
+from .connect import open_client
+from .reference import RegistryReference
+from .reference import parse as parse_reference
+
+log = logging.getLogger(__name__)
+
+
+def open_sink(target: str, options: RegistrySinkOptions, ctx: RunContext) -> RegistrySink:
+    """A sink pushing to ``target``; the registry is contacted now, so auth/TLS fail early."""
+    ref = parse_reference(target)
+    client = open_client(ref.host, ctx, insecure=options.insecure, tls_verify=options.tls_verify)
+    try:
+        client.ping()
+    except BaseException:
+        client.close()
+        raise
+    return RegistrySink(client, ref, ctx)
+
+
+class RegistrySink:
+    capabilities = SinkCapabilities(
+        layer_form=LayerForm.STORED, thread_safe=True, default_family="docker", holds_index=True
+    )
+
+    def __init__(self, client: RegistryClient, ref: RegistryReference, ctx: RunContext) -> None:
+        self.client, self.ref, self.ctx = client, ref, ctx
+        self.repo = ref.repository
+        self._lock = threading.Lock()
+        self._held: dict[Digest, int] = {}
+        self._pending: list[Manifest | Index] = []
+        self._config_origin: dict[Digest, str] = {}
+        self._closed = False
+
+    def begin(self, image: Image) -> None:
+        log.debug("pushing %s to %s", image.reference, self.ref)
+        origins = {layer.origin for layer in image.layers if layer.origin}
+        if len(origins) == 1:  # the config lives where the layers do: mount it too
+            with self._lock:
+                self._config_origin[image.config.digest] = origins.pop()
+
+    # -- blobs --------------------------------------------------------------------------
+
+    def has_layer(self, digest: Digest) -> Descriptor | None:
+        with self._lock:
+            size = self._held.get(digest)
+        if size is None:
+            found = self.client.head_blob(self.repo, digest)
+            if found is None or found < 0:
+                return None
+            size = self._remember(digest, found)
+        return Descriptor("application/octet-stream", digest, size)
+
+    def put_layer(self, blob: BlobStream, info: LayerWrite) -> Descriptor:
+        if info.digest is not None:
+            mount = self._mount_source(info.source.origin)
+            result = self.client.upload_blob(
+                self.repo, blob, info.digest, info.size, mount_from=mount
+            )
+            size = info.size if info.size is not None else result.size
+            digest = info.digest
+        else:
+            with spool(blob, self.ctx.temp_dir) as spooled:
+                result = self.client.upload_blob(
+                    self.repo, spooled.open, spooled.digest, spooled.size
+                )
+            digest, size = spooled.digest, spooled.size
+        if result.outcome == "uploaded":
+            self.ctx.stats.add(bytes_written=size)
+        log.info("layer %d %s: %s", info.index, digest, result.outcome)
+        self._remember(digest, size)
+        return Descriptor(info.media_type, digest, size)
+
+    def put_config(self, config: ImageConfig) -> Descriptor:
+        with self._lock:
+            origin = self._config_origin.get(config.digest)
+        self.client.upload_blob(
+            self.repo,
+            io.BytesIO(config.raw),
+            config.digest,
+            config.size,
+            mount_from=self._mount_source(origin),
+        )
+        self._remember(config.digest, config.size)
+        return Descriptor(MediaType.OCI_CONFIG, config.digest, config.size)
+
+    def _mount_source(self, origin: str | None) -> str | None:
+        """The repository of this registry a blob from ``origin`` can be mounted from."""
+        if not origin or "/" not in origin:
+            return None
+        host, repository = origin.split("/", 1)
+        return repository if host == self.client.host and repository != self.repo else None
+
+    def _remember(self, digest: Digest, size: int) -> int:
+        with self._lock:
+            self._held[digest] = size
+        return size
+
+    # -- manifests ----------------------------------------------------------------------
+
+    def put_manifest(self, manifest: Manifest) -> None:
+        with self._lock:
+            self._pending.append(manifest)
+
+    def put_index(self, index: Index) -> None:
+        with self._lock:
+            children, self._pending = self._pending, [index]
+        for doc in children:
+            self._push(doc, str(doc.digest))
+
+    def commit(self) -> str:
+        try:
+            if not self._pending:
+                raise OutputError(f"nothing to push to {self.ref}: no manifest was written")
+            *children, top = self._pending
+            for doc in children:
+                self._push(doc, str(doc.digest))
+            target = str(self.ref.digest) if self.ref.digest else (self.ref.tag or "latest")
+            digest = self._push(top, target)
+        finally:
+            self._close()
+        name = f"{self.ref.host}/{self.repo}"
+        shown = f"{name}@{digest}" if self.ref.digest else f"{name}:{target}@{digest}"
+        if isinstance(top, Index):
+            return f"pushed {shown} (index of {len(top.manifests)} manifests)"
+        return f"pushed {shown}"
+
+    def _push(self, doc: Manifest | Index, target: str) -> Digest:
+        return self.client.put_manifest(self.repo, target, doc.raw, doc.media_type)
+
+    def abort(self) -> None:
+        """Nothing was tagged; blobs already sent stay unreferenced (registry GC removes
+        them). Upload sessions are cancelled by the uploads that fail."""
+        self._pending.clear()
+        self._close()
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.ctx.stats.add(retries=self.client.stats.retries)
+            self.client.close()

@@ -1,0 +1,276 @@
+"""``registry://HOST[:PORT]/NAME[:TAG|@sha256:DIGEST]`` as a source.
+
+The manifest is fetched with every type we read in ``Accept``; its ``Content-Type`` and
+``Docker-Content-Digest`` are checked by the client. An index (OCI index or Docker manifest
+list, nested up to :data:`MAX_DEPTH` levels, loops refused) is resolved to one platform:
+``?platform=``, else the run's ``--platform``, else linux/amd64, with the image-spec's
+variant defaults (``Index.select``); when nothing matches the error lists what the index
+offers. With ``--all-platforms`` any entry will do: ``copy_index`` walks them all through
+``Image.open_manifest``, which opens an entry by digest. An explicit platform must also fit a
+plain manifest's config.
+
+The config blob is fetched and verified. Layers are fetched lazily by :mod:`.fetch` (verified
+while they stream, ``Range``-resumed after a dropped connection, resumable across runs), may
+be read in parallel (``sequential=False``), and carry ``origin`` so a registry sink on the
+same host can mount them. ``Image.manifest`` holds the exact bytes (so an unchanged copy keeps
+the digest); ``Image.index`` is the index the reference named, when it named one.
+
+Schema 1 manifests are converted (:mod:`.schema1`). Their diff_ids exist nowhere but in the
+layers, so those layers are downloaded once into temporary files (``--temp-dir``), verified and
+decompressed to compute them; the layers are then served from those files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import BinaryIO, cast
+
+from ...blobio.compression import decompressing_reader, peek_compression
+from ...blobio.readers import CHUNK
+from ...blobio.spool import SpooledBlob, spool
+from ...blobio.verify import VerifyingReader
+from ...errors import DigestMismatch, LimitExceeded, PlatformNotFound, SizeMismatch
+from ...image import Image, Layer
+from ...model.config import ImageConfig
+from ...model.descriptor import DEFAULT_PLATFORM, Descriptor, Platform
+from ...model.digest import Digest, Hasher
+from ...model.jsonfile import MAX_JSON_BYTES
+from ...model.manifest import Index, Manifest, parse
+from ...model.media_types import SCHEMA1_TYPES, layer_media_type
+from ..base import RunContext
+from ..options import RegistrySourceOptions
+from . import schema1
+from .client import RegistryClient
+from .connect import open_client, partial_dir
+from .fetch import open_layer
+from .reference import DOCKER_HUB, RegistryReference
+from .reference import parse as parse_reference
+from .schema1 import Schema1
+
+log = logging.getLogger(__name__)
+
+#: How many image indexes may be nested below the one a reference names.
+MAX_DEPTH = 8
+
+Document = Manifest | Index | Schema1
+
+
+@contextmanager
+def open_source(target: str, options: RegistrySourceOptions, ctx: RunContext) -> Iterator[Image]:
+    """Open ``HOST/NAME[:TAG|@DIGEST]`` as an :class:`Image` (layers fetched on demand)."""
+    ref = parse_reference(target)
+    explicit = Platform.parse(options.platform) if options.platform else ctx.platform
+    client = open_client(ref.host, ctx, insecure=options.insecure, tls_verify=options.tls_verify)
+    with client, ExitStack() as keep:
+        try:
+            yield RegistryReader(client, ref, ctx, explicit, keep).image()
+        finally:
+            ctx.stats.add(retries=client.stats.retries)
+
+
+def familiar_name(ref: RegistryReference) -> str:
+    """``HOST/NAME``, or Docker's short form for Docker Hub (``busybox``, ``user/app``)."""
+    if ref.host == DOCKER_HUB:
+        return ref.repository.removeprefix("library/")
+    return ref.name
+
+
+class RegistryReader:
+    """Resolves manifests of one repository into Images."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        ref: RegistryReference,
+        ctx: RunContext,
+        explicit: Platform | None,
+        keep: ExitStack,
+    ) -> None:
+        self.client, self.ref, self.ctx, self.explicit = client, ref, ctx, explicit
+        self.repo = ref.repository
+        self.wanted = explicit or DEFAULT_PLATFORM
+        self.keep = keep  # temporary files of schema 1 layers live as long as the source
+        self.partial = partial_dir(ctx)
+        self.origin = f"{ref.host}/{ref.repository}"
+
+    def image(self) -> Image:
+        doc = self._fetch(self.ref.ref, None)
+        if isinstance(doc, Index):
+            child, entry = self._descend(doc)
+            return self._image(child, doc, entry)
+        return self._image(doc, None, None, check_platform=True)
+
+    def open_manifest(self, desc: Descriptor) -> AbstractContextManager[Image]:
+        """The image (or, for an index, its image for our platform) that ``desc`` names."""
+
+        @contextmanager
+        def opened() -> Iterator[Image]:
+            doc = self._fetch(str(desc.digest), desc)
+            if isinstance(doc, Index):
+                child, entry = self._descend(doc)
+                yield self._image(child, doc, entry)
+            else:
+                yield self._image(doc, None, desc)
+
+        return opened()
+
+    # -- manifests ----------------------------------------------------------------------
+
+    def _fetch(self, reference: str, expected: Descriptor | None) -> Document:
+        got = self.client.get_manifest(self.repo, reference)
+        what = f"manifest {self.client.host}/{self.repo}@{got.digest}"
+        if expected is not None and len(got.raw) != expected.size:
+            raise SizeMismatch(what, expected.size, len(got.raw))
+        if got.media_type in SCHEMA1_TYPES:
+            s1 = schema1.parse(got.raw, what)
+            if got.digest not in (s1.digest, Digest.of_bytes(got.raw, got.digest.algorithm)):
+                raise DigestMismatch(what, str(got.digest), str(s1.digest))
+            return s1
+        return parse(got.raw, got.media_type, what)
+
+    def _descend(self, index: Index) -> tuple[Manifest | Schema1, Descriptor]:
+        seen = {index.digest}
+        for _ in range(MAX_DEPTH):
+            entry = self._select(index)
+            if entry.digest in seen:
+                raise LimitExceeded(f"index loop at {entry.digest} in {self.ref}")
+            seen.add(entry.digest)
+            doc = self._fetch(str(entry.digest), entry)
+            if not isinstance(doc, Index):
+                return doc, entry
+            index = doc
+        raise LimitExceeded(f"indexes nested deeper than {MAX_DEPTH} levels in {self.ref}")
+
+    def _select(self, index: Index) -> Descriptor:
+        try:
+            return index.select(self.wanted)
+        except PlatformNotFound as e:
+            if self.ctx.all_platforms and index.manifests:
+                return index.manifests[0]  # copy_index visits every entry anyway
+            raise PlatformNotFound(f"{e.wanted} in {self.ref}", e.available) from None
+
+    # -- images -------------------------------------------------------------------------
+
+    def _image(
+        self,
+        doc: Manifest | Schema1,
+        index: Index | None,
+        entry: Descriptor | None,
+        check_platform: bool = False,
+    ) -> Image:
+        if isinstance(doc, Schema1):
+            config, layers = self._schema1(doc)
+            manifest = None
+        else:
+            config, manifest = self._config(doc.config), doc
+            layers = self._layers(doc, config)
+        has_platform = "architecture" in config.obj
+        if check_platform and self.explicit is not None and has_platform:
+            if not self.explicit.matches(config.platform):
+                raise PlatformNotFound(f"{self.explicit} in {self.ref}", [str(config.platform)])
+        platform = entry.platform if entry is not None and entry.platform else None
+        return Image(
+            name=familiar_name(self.ref),
+            tag=self.ref.tag,
+            config=config,
+            layers=layers,
+            manifest=manifest,
+            index=index,
+            platform=platform or (config.platform if has_platform else None),
+            sequential=False,
+            source_label=f"registry://{self.ref}",
+            annotations=dict(entry.annotations or {}) if entry is not None else {},
+            open_manifest=self.open_manifest,
+        )
+
+    def _config(self, desc: Descriptor) -> ImageConfig:
+        what = f"image config {self.client.host}/{self.repo}@{desc.digest}"
+        if desc.size > MAX_JSON_BYTES:
+            raise LimitExceeded(
+                f"{what} is {desc.size} bytes, over the {MAX_JSON_BYTES}-byte limit"
+            )
+        with self.client.open_blob(self.repo, desc.digest, desc.size) as blob:
+            raw = b"".join(blob.chunks())
+        return ImageConfig.parse(raw, what)
+
+    def _layers(self, manifest: Manifest, config: ImageConfig) -> tuple[Layer, ...]:
+        diff_ids = config.diff_ids
+        if len(diff_ids) != len(manifest.layers):
+            diff_ids = ()
+        history = config.layer_history()
+        return tuple(
+            Layer(
+                index=i,
+                media_type=d.media_type,
+                descriptor=d,
+                diff_id=diff_ids[i] if diff_ids else None,
+                opener=self._opener(d),
+                history=history[i] if i < len(history) else None,
+                origin=self.origin,
+            )
+            for i, d in enumerate(manifest.layers)
+        )
+
+    def _opener(self, desc: Descriptor) -> Callable[[], AbstractContextManager[BinaryIO]]:
+        client, repo, partial, stats = self.client, self.repo, self.partial, self.ctx.stats
+        return lambda: open_layer(client, repo, desc.digest, desc.size, partial, stats)
+
+    # -- schema 1 -----------------------------------------------------------------------
+
+    def _schema1(self, s1: Schema1) -> tuple[ImageConfig, tuple[Layer, ...]]:
+        unique = list(dict.fromkeys(s1.layers))
+        jobs = max(1, min(self.ctx.jobs, len(unique)))
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="schema1") as pool:
+            fetched = dict(zip(unique, pool.map(self._spool, unique), strict=True))
+        diff_ids = [fetched[d][2] for d in s1.layers]
+        config = schema1.config_with_diff_ids(s1, diff_ids)
+        layers = []
+        for i, digest in enumerate(s1.layers):
+            blob, compression, diff_id = fetched[digest]
+            desc = Descriptor(layer_media_type(compression, oci=False), digest, blob.size)
+            layers.append(
+                Layer(
+                    index=i,
+                    media_type=desc.media_type,
+                    descriptor=desc,
+                    diff_id=diff_id,
+                    opener=_spooled_opener(blob, desc, f"layer {i} ({digest})"),
+                    compression=compression,
+                    history=s1.history[i],
+                    origin=self.origin,
+                )
+            )
+        self.ctx.reporter.notice(
+            f"{self.ref}: converted a schema 1 manifest ({len(layers)} layers fetched to compute diff_ids)"
+        )
+        return config, tuple(layers)
+
+    def _spool(self, digest: Digest) -> tuple[SpooledBlob, str, Digest]:
+        """Download one schema 1 layer (verified) and compute its diff_id."""
+        with self.client.open_blob(self.repo, digest, None) as blob:
+            spooled = self.keep.enter_context(spool(blob, self.ctx.temp_dir))
+        self.ctx.stats.add(bytes_read=spooled.size)
+        with spooled.open() as f:
+            compression, peeked = peek_compression(f)
+            plain = decompressing_reader(peeked, compression, what=f"layer {digest}")
+            hasher = Hasher()
+            while chunk := plain.read(CHUNK):
+                hasher.update(chunk)
+        return spooled, str(compression), hasher.digest()
+
+
+def _spooled_opener(
+    blob: SpooledBlob, desc: Descriptor, what: str
+) -> Callable[[], AbstractContextManager[BinaryIO]]:
+    @contextmanager
+    def opened() -> Iterator[BinaryIO]:
+        with blob.open() as f:
+            yield cast(BinaryIO, VerifyingReader(f, desc, what))
+
+    return opened
+
+
+__all__ = ["MAX_DEPTH", "RegistryReader", "familiar_name", "open_source"]

@@ -1,0 +1,77 @@
+"""Smoke test of the benchmark corpus generator (bench/) at a tiny size. No timings.
+
+The benchmark compares runs across days, so its corpus must be the same image every time:
+the same seed must give the same layers (diff_ids), and the cached build must be reused.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import corpus  # noqa: E402
+
+SCALE = 0.0005  # 20 small files, 100 kB random, 2 text files
+
+
+def _sha256_gunzip(path: Path) -> str:
+    digest = hashlib.sha256()
+    with gzip.open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def test_same_seed_gives_same_layers(tmp_path: Path) -> None:
+    first = corpus.build_corpus(tmp_path / "a", SCALE, seed=7)
+    second = corpus.build_corpus(tmp_path / "b", SCALE, seed=7)
+    assert first.diff_ids == second.diff_ids
+    assert first.layer_digests == second.layer_digests
+    assert first.config_digest == second.config_digest
+    assert corpus.diff_ids(7, SCALE) == first.diff_ids  # streaming hash == what was written
+    other = corpus.diff_ids(8, SCALE)
+    assert all(a != b for a, b in zip(other[:3], first.diff_ids[:3], strict=True))
+
+
+def test_corpus_is_a_consistent_image(tmp_path: Path) -> None:
+    built = corpus.build_corpus(tmp_path, SCALE, seed=3)
+    assert len(built.diff_ids) == 4
+    for digest, diff_id in zip(built.layer_digests, built.diff_ids, strict=True):
+        blob = built.blob(digest)
+        assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == digest
+        assert _sha256_gunzip(blob) == diff_id
+    config = json.loads(built.blob(built.config_digest).read_bytes())
+    assert config["rootfs"]["diff_ids"] == built.diff_ids
+
+    with tarfile.open(built.docker_tar) as outer:
+        manifest = json.loads(outer.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        assert manifest[0]["RepoTags"] == [corpus.REPO_TAG]
+        layers = []
+        for name in manifest[0]["Layers"]:
+            data = outer.extractfile(name).read()  # type: ignore[union-attr]
+            assert "sha256:" + hashlib.sha256(data).hexdigest() in built.diff_ids
+            layers.append(tarfile.open(fileobj=io.BytesIO(data)).getmembers())
+    small, patch = layers[0], layers[3]
+    assert any(m.issym() for m in small) and any(m.islnk() for m in small)
+    names = [m.name.rsplit("/", 1)[-1] for m in patch]
+    assert ".wh..wh..opq" in names
+    assert sum(n.startswith(".wh.") and n != ".wh..wh..opq" for n in names) >= 2
+
+
+def test_cache_is_reused_and_keyed_by_parameters(tmp_path: Path) -> None:
+    built = corpus.build_corpus(tmp_path, SCALE, seed=5)
+    stamp = (built.root / "corpus.json").stat().st_mtime_ns
+    again = corpus.build_corpus(tmp_path, SCALE, seed=5)
+    assert again.root == built.root
+    assert (again.root / "corpus.json").stat().st_mtime_ns == stamp
+    assert corpus.params_key(SCALE, 5) != corpus.params_key(SCALE, 6)
+    assert corpus.params_key(SCALE, 5) != corpus.params_key(SCALE * 2, 5)
