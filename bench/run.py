@@ -41,7 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, help="runs per tool and job (default 3; quick 1)")
     p.add_argument("--scale", type=float, help="corpus scale (default 1; quick 0.2)")
     p.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
-    p.add_argument("--jobs", default=",".join(j.name for j in JOBS), help="e.g. A,B,C")
+    p.add_argument(
+        "--jobs", default=",".join(j.name for j in JOBS), help="e.g. A,B2,C (B2/E2 = B'/E')"
+    )
     p.add_argument("--tools", default=",".join(TOOLS), help="subset of ours,ref,skopeo,floor")
     p.add_argument("--timeout", type=float, default=600, help="seconds per run (default 600)")
     p.add_argument(
@@ -60,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = args.jobs.split(",")
-    jobs = [j for j in JOBS if j.name in names]
+    jobs = [j for j in JOBS if j.name in names or j.name.replace("'", "2") in names]
     tools: list[Tool] = [t for t in TOOLS if t in args.tools.split(",")]
     if not jobs or not tools:
         raise SystemExit("bench: no job or no tool selected")
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     regs = start_registries(run_dir, corpus)
     samples: dict[str, dict[Tool, list[Sample]]] = {}
+    peak_load = 0.0
     try:
         for j, job in enumerate(jobs):
             per_tool: dict[Tool, list[Sample]] = {t: [] for t in tools}
@@ -98,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                         ref,
                         tool_path("skopeo"),
                     )
+                    peak_load = max(peak_load, os.getloadavg()[0])
                     sample = run_tool(job, tool, ctx, args.timeout)
                     if sample is None:
                         continue
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         for reg in regs:
             reg.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
-    info["load_end"] = load()
+    info["load_end"] = f"{load()} (highest 1-minute value seen: {peak_load:.2f})"
     results: dict[str, dict[Tool, Summary | None]] = {
         name: {t: summarise(v) for t, v in per.items()} for name, per in samples.items()
     }

@@ -112,14 +112,15 @@ class BlobReader(io.RawIOBase):
         if self._dropped is not None:
             error, self._dropped = self._dropped, None
             self._resume(error)
-        buf = bytearray()
-        while len(buf) < CHUNK:
+        pieces: list[bytes] = []
+        have = 0
+        while have < CHUNK:
             try:
                 piece = next(self._chunks)
             except StopIteration:
                 break
             except retrying.RETRYABLE_ERRORS as e:
-                if buf:  # keep what arrived: resume after it, on the next call
+                if have:  # keep what arrived: resume after it, on the next call
                     self._dropped = e
                     break
                 self._resume(e)
@@ -127,10 +128,12 @@ class BlobReader(io.RawIOBase):
             if self._skip:
                 cut = min(self._skip, len(piece))
                 piece, self._skip = piece[cut:], self._skip - cut
-            buf += piece
-        if not buf:
+            if piece:
+                pieces.append(piece)
+                have += len(piece)
+        if not have:
             return None
-        chunk = bytes(buf)
+        chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self._failures = 0
         self.position += len(chunk)
         if self.size is not None and self.position > self.size:

@@ -11,7 +11,8 @@ Layers arrive as stored (``LayerForm.STORED``) and may be pushed from several th
   upload from the file (one ``PUT`` up to 32 MiB, chunks beyond; restartable after a
   failure). Compression is deterministic, so a rerun of a killed push finds the blobs it
   already sent and transfers nothing twice; streaming instead would re-send them all.
-* ``put_config`` uploads the config; ``put_manifest`` only records the manifest. ``commit``
+* ``put_config`` uploads the config (mounted too when the image's layers all came from one
+  repository of this host and it is unchanged); ``put_manifest`` only records it. ``commit``
   pushes the exact bytes with ``Content-Type`` = their media type to the tag (or to the digest
   the URI names) and returns ``pushed HOST/NAME:TAG@sha256:…``. Nothing is tagged before.
 * It can hold an index (``holds_index``): manifests put before ``put_index`` are pushed by
