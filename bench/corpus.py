@@ -5,8 +5,9 @@
 layers like a typical registry image) and a Docker 1.10-24 style docker-save tarball
 (``image.tar``, ``bench/corpus:latest``), plus ``corpus.json`` describing both. KEY is a
 hash of the parameters and ``GENERATOR_VERSION``: bump it whenever the output of
-``plan``/``textgen``/this module changes. Layers are generated and compressed in 1 MiB
-chunks (never a whole layer in memory), two layers at a time in worker processes.
+``plan``, ``textgen``, ``tarstream`` or this module changes. Layers are generated and
+compressed in 1 MiB chunks (never a whole layer in memory), two layers at a time in worker
+processes.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
-import tarfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,23 +34,14 @@ from tests.lab.ocilayout import (
 from zlib_ng import zlib_ng
 
 from . import plan
-from .plan import Entry
-from .textgen import TextGen
+from .tarstream import entry_chunks, rechunk
 
 GENERATOR_VERSION = 2
 REPO_TAG = "bench/corpus:latest"
 TAG = "latest"
 LAYER_NAMES = ("small", "random", "text", "patch")
 GZIP_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
-CHUNK = 1 << 20
 CREATED = "2024-01-01T00:00:00Z"
-_TYPES = {
-    "dir": tarfile.DIRTYPE,
-    "file": tarfile.REGTYPE,
-    "random": tarfile.REGTYPE,
-    "symlink": tarfile.SYMTYPE,
-    "hardlink": tarfile.LNKTYPE,
-}
 
 
 @dataclass
@@ -106,72 +96,6 @@ def params_key(scale: float, seed: int) -> str:
         ],
     }
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _header(entry: Entry) -> bytes:
-    info = tarfile.TarInfo(entry.path)
-    info.type = _TYPES[entry.type]
-    info.size = entry.size if entry.type in ("file", "random") else 0
-    info.mode, info.mtime = entry.mode, entry.mtime
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    info.linkname = entry.link
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-
-
-def _pad(size: int) -> bytes:
-    return bytes(-size % tarfile.BLOCKSIZE)
-
-
-def entry_chunks(entries: Iterable[Entry], seed: int) -> Iterator[bytes]:
-    """The tar stream of ``entries`` (parent directories added), in pieces of any size."""
-    rng = random.Random(seed)
-    text: TextGen | None = None
-    done: set[str] = set()
-    written = 0
-    for entry in entries:
-        parts = entry.path.split("/")[:-1]
-        for depth in range(1, len(parts) + 1):
-            parent = "/".join(parts[:depth])
-            if parent not in done:
-                done.add(parent)
-                head = _header(Entry(parent, "dir", mode=0o755, mtime=plan.MTIME_BASE))
-                written += len(head)
-                yield head
-        head = _header(entry)
-        written += len(head)
-        yield head
-        if entry.type == "file" and entry.size:
-            text = text or TextGen(seed)
-            body = text.file_bytes(entry.kind, entry.size)
-            yield body + _pad(len(body))
-            written += len(body) + len(_pad(len(body)))
-        elif entry.type == "random":
-            left = entry.size
-            while left:
-                n = min(CHUNK, left)
-                yield rng.randbytes(n)
-                left -= n
-            yield _pad(entry.size)
-            written += entry.size + len(_pad(entry.size))
-    end = bytes(2 * tarfile.BLOCKSIZE)
-    written += len(end)
-    yield end + bytes(-written % tarfile.RECORDSIZE)
-
-
-def rechunk(pieces: Iterable[bytes], size: int = CHUNK) -> Iterator[bytes]:
-    """Join small pieces into chunks of at least ``size`` bytes (big pieces pass as they are)."""
-    buf = bytearray()
-    for piece in pieces:
-        if not buf and len(piece) >= size:
-            yield piece
-            continue
-        buf += piece
-        if len(buf) >= size:
-            yield bytes(buf)
-            buf.clear()
-    if buf:
-        yield bytes(buf)
 
 
 def layer_stream(seed: int, scale: float, index: int) -> Iterator[bytes]:

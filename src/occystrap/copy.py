@@ -21,6 +21,7 @@ source's exact bytes when nothing changed), then ``commit``; ``abort`` on any er
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,11 +30,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .blobio.compression import compressing_reader, decompressing_reader, peek_compression
-from .blobio.readers import IterReader, drain
-from .blobio.spool import spool
+from .blobio.compression import decompressing_reader, peek_compression
+from .blobio.readers import IterReader, Reader, drain
 from .blobio.tee import observe_copy
 from .blobio.verify import HashingReader, VerifyingReader
+from .copy_stages import KnownBlob, Stage, chunks_of, compressed, pack
 from .errors import OccystrapError
 from .filters.base import Filter, ImageView, LayerView, SourceEnd
 from .image import Image, Layer
@@ -119,24 +120,34 @@ class _Engine:
             )
             if not must_compress:
                 return self._pass(layer)
-            with ExitStack() as stack:
-                plain = HashingReader(self._open_verified(layer, stack))
-                return self._put_compressed(layer, plain, stack, outcome="converted")
+            return self._compress(layer)
         # UNCOMPRESSED sink
-        if layer.diff_id is not None:
-            held = self.sink.has_layer(layer.diff_id)
+        diff_id = layer.diff_id
+        if diff_id is not None:
+            held = self.sink.has_layer(diff_id)
             if held is not None:
                 held = dataclasses.replace(held, media_type=layer_media_type("none", self.oci))
-                return Written(held, layer.diff_id, "skipped", unchanged=True)
+                return Written(held, diff_id, "skipped", unchanged=True)
         with ExitStack() as stack:
-            plain_in = self._open_plain(layer, stack)
-            if layer.diff_id is not None:
-                plain_in = VerifyingReader(
-                    plain_in, _Expect(layer.diff_id, None), f"layer {layer.index} (diff_id)"
+            stream, compression = _decompress(self._open_verified(layer, stack), layer)
+            plain = IterReader(stack.enter_context(Stage(chunks_of(stream), "layer-read")))
+            d = layer.descriptor
+            blob: HashingReader | KnownBlob
+            if (
+                diff_id is not None
+                and compression == "none"
+                and d is not None
+                and d.digest == diff_id
+            ):
+                blob = KnownBlob(plain, diff_id)  # the source verifies exactly these bytes
+            elif diff_id is not None:
+                blob = VerifyingReader(
+                    plain, _Expect(diff_id, None), f"layer {layer.index} (diff_id)"
                 )
-            blob = HashingReader(plain_in)
+            else:
+                blob = HashingReader(plain)
             media_type = layer_media_type("none", self.oci)
-            info = LayerWrite(layer.index, media_type, layer.diff_id, None, layer.diff_id, layer)
+            info = LayerWrite(layer.index, media_type, diff_id, None, diff_id, layer)
             desc = self.sink.put_layer(blob, info)
             return Written(desc, blob.digest(), "converted", unchanged=self._stored_is_plain(layer))
 
@@ -147,8 +158,14 @@ class _Engine:
                 held = dataclasses.replace(held, media_type=self._media_type_for(layer))
                 return Written(held, layer.diff_id, "skipped", unchanged=True)
         with ExitStack() as stack:
-            blob = HashingReader(self._open_verified(layer, stack))
+            stream = IterReader(
+                stack.enter_context(
+                    Stage(chunks_of(self._open_verified(layer, stack)), "layer-read")
+                )
+            )
             d = layer.descriptor
+            # the source verifies the stored bytes against their descriptor as they stream
+            blob = KnownBlob(stream, d.digest) if d is not None else HashingReader(stream)
             media_type = self._media_type_for(layer)
             info = LayerWrite(
                 layer.index,
@@ -186,50 +203,71 @@ class _Engine:
             return written
 
     def _rewrite(self, layer: Layer) -> Written:
+        """Entries through the chain, in three threads: read and decompress | parse, filter
+        and serialise | hash (and compress and spool, for a stored sink)."""
         view = self._view(layer)
-        with ExitStack() as keep:
-            with ExitStack() as stack:
-                plain = self._open_plain(layer, stack)
-                state = _ChangeTracker()
-                reader = iter_entries(plain, what=f"layer {layer.index}")
-                entries: Iterator[TarEntry] = state.count_in(reader, view.source_end)
-                for f in self.chain:
-                    entries = f.process(entries, view)
-                chunks = state.keep_trailer(
-                    iter_tar_bytes(state.watch_out(entries)), view.source_end
+        state = _ChangeTracker()
+        compression = self.ctx.compression
+        with ExitStack() as stack:
+            stream, _ = _decompress(self._open_verified(layer, stack), layer)
+            plain = IterReader(stack.enter_context(Stage(chunks_of(stream), "layer-read")))
+            reader = iter_entries(plain, what=f"layer {layer.index}")
+            entries: Iterator[TarEntry] = state.count_in(reader, view.source_end)
+            for f in self.chain:
+                entries = f.process(entries, view)
+            chunks = state.keep_trailer(iter_tar_bytes(state.watch_out(entries)), view.source_end)
+            tar = stack.enter_context(Stage(chunks, "layer-tar"))
+            if self.form is LayerForm.UNCOMPRESSED:
+                out = HashingReader(IterReader(tar))
+                media_type = layer_media_type("none", self.oci)
+                info = LayerWrite(layer.index, media_type, None, None, None, layer)
+                desc = self.sink.put_layer(out, info)
+                changed = state.changed or out.digest() != layer.diff_id
+                return Written(
+                    desc,
+                    out.digest(),
+                    "rewritten" if changed else "copied",
+                    unchanged=not changed and self._stored_is_plain(layer),
                 )
-                out = HashingReader(IterReader(chunks))
-                if self.form is LayerForm.UNCOMPRESSED:
-                    media_type = layer_media_type("none", self.oci)
-                    info = LayerWrite(layer.index, media_type, None, None, None, layer)
-                    desc = self.sink.put_layer(out, info)
-                    changed = state.changed or out.digest() != layer.diff_id
-                    return Written(
-                        desc,
-                        out.digest(),
-                        "rewritten" if changed else "copied",
-                        unchanged=not changed and self._stored_is_plain(layer),
-                    )
-                spooled = keep.enter_context(spool(out, self.ctx.temp_dir))
+            packed = pack(tar, compression, self.ctx.compression_level, self.ctx.temp_dir)
+        with packed:
             # Every entry went through with its original header and body: the content is the
             # source's (only the end-of-archive padding may differ), so keep the stored blob.
             if not state.changed and not self._stored_is_plain(layer) and not self.image.sequential:
+                packed.close()
                 return self._pass(layer)
-            with ExitStack() as stack:
-                plain_again = HashingReader(stack.enter_context(spooled.open()))
-                return self._put_compressed(
-                    layer, plain_again, stack, outcome="rewritten" if state.changed else "converted"
-                )
+            outcome = "rewritten" if state.changed else "converted"
+            blob = packed.blob
+            media_type = layer_media_type(compression, self.oci)
+            held = self.sink.has_layer(blob.digest)
+            if held is not None:
+                desc = dataclasses.replace(held, media_type=media_type)
+                return Written(desc, packed.diff_id, outcome, unchanged=False)
+            info = LayerWrite(
+                layer.index, media_type, blob.digest, blob.size, packed.diff_id, layer
+            )
+            with blob.open() as spooled:
+                desc = self.sink.put_layer(KnownBlob(spooled, blob.digest), info)
+            return Written(desc, packed.diff_id, outcome, unchanged=False)
 
-    def _put_compressed(
-        self, layer: Layer, plain: HashingReader, stack: ExitStack, outcome: str
-    ) -> Written:
-        compression = self.ctx.compression if self.ctx.compression != "none" else "none"
-        packed = HashingReader(compressing_reader(plain, compression, self.ctx.compression_level))
-        media_type = layer_media_type(compression, self.oci)
-        info = LayerWrite(layer.index, media_type, None, None, None, layer)
-        desc = self.sink.put_layer(packed, info)
-        return Written(desc, plain.digest(), outcome, unchanged=False)
+    def _compress(self, layer: Layer) -> Written:
+        """An uncompressed stored layer for a registry or layout, in three threads: read
+        (the diff_id is hashed here unless the source verifies it) | compress | the sink."""
+        compression = self.ctx.compression
+        d = layer.descriptor
+        known = d.digest if d is not None and d.digest.algorithm == "sha256" else None
+        plain_hash = None if known is not None else hashlib.sha256()
+        with ExitStack() as stack:
+            stream = self._open_verified(layer, stack)
+            read = stack.enter_context(Stage(chunks_of(stream, plain_hash), "layer-read"))
+            packing = Stage(compressed(read, compression, self.ctx.compression_level), "layer-pack")
+            packed = HashingReader(IterReader(stack.enter_context(packing)))
+            media_type = layer_media_type(compression, self.oci)
+            info = LayerWrite(layer.index, media_type, None, None, known, layer)
+            desc = self.sink.put_layer(packed, info)
+            if plain_hash is not None:
+                known = Digest("sha256", plain_hash.hexdigest())
+            return Written(desc, known, "converted", unchanged=False)
 
     # -- stream plumbing ----------------------------------------------------------------
 
@@ -239,10 +277,6 @@ class _Engine:
         if tap is not None:
             stream = tap.wrap(stream)
         return stream
-
-    def _open_plain(self, layer: Layer, stack: ExitStack) -> BinaryIO:
-        plain, _ = _decompress(self._open_verified(layer, stack), layer)
-        return plain
 
     def _media_type_for(self, layer: Layer) -> str:
         if is_nondistributable(layer.media_type) or layer.compression is None:
@@ -343,7 +377,7 @@ class _Engine:
         ):
             return source
         media_type = MediaType.OCI_MANIFEST if self.oci else MediaType.DOCKER_MANIFEST
-        config_type = MediaType.OCI_CONFIG if self.oci else MediaType.DOCKER_CONFIG
+        config_type: str = MediaType.OCI_CONFIG if self.oci else MediaType.DOCKER_CONFIG
         if source is not None and source.config.media_type not in (
             MediaType.OCI_CONFIG,
             MediaType.DOCKER_CONFIG,
@@ -423,7 +457,8 @@ class _ChangeTracker:
         yield last
 
 
-def _decompress(stream: BinaryIO, layer: Layer) -> tuple[BinaryIO, str]:
+def _decompress(stream: Reader, layer: Layer) -> tuple[Reader, str]:
+    """``stream`` decompressed (its first bytes are read here, the rest when read)."""
     compression, peeked = peek_compression(stream)
     if compression == "none":
         return peeked, "none"

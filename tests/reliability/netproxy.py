@@ -8,8 +8,9 @@ the client's ``Host`` header, so the registry's absolute upload URLs point back 
 Every request is recorded (:class:`Exchange`: method, path, ``Range``, request and response
 body bytes), which is how tests count what a rerun transferred. :class:`Rule` says what to do
 to matching requests: answer a status, hold the answer (a stall; ``delay=math.inf`` never
-recovers), stall or cut the response body after N bytes, or cut the request body after N
-bytes. ``dead = True`` drops every connection on arrival (a registry that is gone).
+recovers), stall or cut the response body after N bytes, cut the request body after N
+bytes, or drop the connection. ``dead = True`` drops every connection on arrival (a registry
+that is gone); a rule with ``then_dead`` sets it when it fires.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class Rule:
     cut_response_after: int | None = None  # serve this many body bytes, then drop the client
     stall_response_after: int | None = None  # serve this many body bytes, then hold ...
     stall_for: float = math.inf  # ... this long, then go on (math.inf: drop when released)
+    drop: bool = False  # close the connection without an answer
+    then_dead: bool = False  # after this rule fired, every later request is dropped
     hits: int = 0
 
 
@@ -114,9 +117,7 @@ class RegistryProxy:
     def exchanges(self, method: str | None = None, contains: str = "") -> list[Exchange]:
         with self._lock:
             return [
-                e
-                for e in self.log
-                if (method is None or e.method == method) and contains in e.path
+                e for e in self.log if (method is None or e.method == method) and contains in e.path
             ]
 
     def served(self, contains: str = "") -> int:
@@ -147,6 +148,10 @@ class RegistryProxy:
         if self.dead:
             return _drop(h, ex)
         rule = self._rule(h.command, h.path, headers)
+        if rule is not None and rule.then_dead:
+            self.dead = True  # later requests; this one still gets its fault below
+        if rule is not None and rule.drop:
+            return _drop(h, ex)
         if rule is not None and rule.delay:
             self.closing.wait(None if math.isinf(rule.delay) else rule.delay)
             if math.isinf(rule.delay) or self.closing.is_set():
@@ -160,7 +165,9 @@ class RegistryProxy:
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
             h.close_connection = True
 
-    def _forward(self, h: http.server.BaseHTTPRequestHandler, ex: Exchange, rule: Rule | None) -> None:
+    def _forward(
+        self, h: http.server.BaseHTTPRequestHandler, ex: Exchange, rule: Rule | None
+    ) -> None:
         up = http.client.HTTPConnection(self.upstream, timeout=120)
         try:
             up.putrequest(h.command, h.path, skip_host=True, skip_accept_encoding=True)
@@ -205,7 +212,8 @@ class RegistryProxy:
                 for k, v in out:
                     h.send_header(k, v)
                 h.send_header(
-                    "Content-Length", length_header if h.command == "HEAD" and length_header else str(len(data))
+                    "Content-Length",
+                    length_header if h.command == "HEAD" and length_header else str(len(data)),
                 )
                 h.end_headers()
                 if h.command != "HEAD" and data:
@@ -308,7 +316,11 @@ def blob_get(digest: str | None = None) -> Match:
     """GETs of blobs (of one digest when given)."""
 
     def match(method: str, path: str, headers: Mapping[str, str]) -> bool:
-        return method == "GET" and "/blobs/sha256:" in path and (digest is None or path.endswith(digest))
+        return (
+            method == "GET"
+            and "/blobs/sha256:" in path
+            and (digest is None or path.endswith(digest))
+        )
 
     return match
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..events import NullReporter, Reporter, Stats
 from ..image import Image, Layer
@@ -34,6 +34,9 @@ from ..model.config import ImageConfig
 from ..model.descriptor import Descriptor, Platform
 from ..model.digest import Digest
 from ..model.manifest import Index, Manifest
+
+if TYPE_CHECKING:
+    from ..cache.store import LayerCache
 
 
 class LayerForm(StrEnum):
@@ -84,6 +87,8 @@ class RunContext:
     registry: RegistrySettings = RegistrySettings()
     reporter: Reporter = field(default_factory=NullReporter)
     stats: Stats = field(default_factory=Stats)
+    #: the persistent layer cache (``--cache-dir``); None: no cache
+    layer_cache: LayerCache | None = None
 
 
 class BlobStream(Protocol):

@@ -1,0 +1,30 @@
+"""The persistent layer cache (``--cache-dir``): outputs of earlier runs, reused.
+
+A rerun of the same pipeline (same source layers, filter chain with the same options, same
+compression settings) takes each layer it produced before from the cache instead of
+fetching, filtering and compressing it again. See :mod:`.key` for what an entry is keyed
+by and :mod:`.store` for the directory layout, locking and least-recently-used eviction.
+"""
+
+from __future__ import annotations
+
+from .entry import Entry
+from .key import FORMAT, CacheKey, chain_identity, filter_identity
+from .pending import Hit, Pending
+from .sizes import format_size, parse_size
+from .store import DEFAULT_MAX_SIZE, LayerCache, PruneResult
+
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "FORMAT",
+    "CacheKey",
+    "Entry",
+    "Hit",
+    "LayerCache",
+    "Pending",
+    "PruneResult",
+    "chain_identity",
+    "filter_identity",
+    "format_size",
+    "parse_size",
+]

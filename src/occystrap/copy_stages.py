@@ -1,0 +1,238 @@
+"""The threads a layer's work is spread over by the copy engine (:mod:`occystrap.copy`).
+
+A layer's work is a chain: read the stored bytes (the source verifies them), decompress,
+parse and filter tar entries, serialise, hash, compress, write. Hashing, (de)compression
+and file I/O release the GIL, so :class:`Stage` runs a part of the chain in its own thread
+and hands its 1 MiB chunks on through a small bounded queue (memory stays at a few chunks
+per stage). Stages nest: each reads the previous one's output.
+
+:func:`pack` is the end of a rewritten layer bound for a registry or a layout: it hashes
+the uncompressed stream (the diff_id), compresses it, hashes the result (the digest) and
+spools only the compressed bytes, all in one pass, so the sink gets a blob whose digest
+and size are known before it sends a byte. :class:`KnownBlob` hands on bytes whose digest
+is already known (verified by the source, or our own spool) without hashing them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from .blobio.compress import make_compressor
+from .blobio.readers import CHUNK, Reader, ReaderBase
+from .blobio.spool import SpooledBlob
+from .errors import OutputError
+from .model.digest import Digest
+
+log = logging.getLogger(__name__)
+
+DEPTH = 4  # chunks queued between two stages
+_END = object()
+
+
+class Stage:
+    """Iterate ``chunks`` in a thread of its own; iterate the stage to get them here.
+
+    The thread starts at the first ``next()``. An exception in the thread is raised here,
+    after the chunks produced before it. ``close()`` (or leaving the ``with`` block) stops the thread after its current chunk
+    and waits for it, so what it reads may be closed afterwards.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], name: str, depth: int = DEPTH) -> None:
+        self._chunks = chunks
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = False
+        self._error: BaseException | None = None
+        self._done = False
+        self._started = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        put, chunks = self._q.put, self._chunks
+        try:
+            for chunk in chunks:
+                if chunk:
+                    put(chunk)
+                if self._stop:
+                    return
+        except BaseException as e:  # handed to the consumer
+            self._error = e
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # the first error matters more
+                    log.debug("closing a stage's input failed", exc_info=True)
+            if not self._stop:
+                put(_END)
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._done:
+            raise StopIteration
+        if not self._started:  # nothing is read before someone asks
+            self._started = True
+            self._thread.start()
+        item = self._q.get()
+        if item is _END:
+            self._done = True
+            self._thread.join()
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            raise StopIteration
+        chunk: bytes = item
+        return chunk
+
+    def close(self) -> None:
+        """Stop the thread (it finishes the chunk it is making) and wait for it."""
+        self._done = True
+        if not self._started:
+            self._started = True
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+            return
+        if not self._thread.is_alive():
+            return
+        self._stop = True
+        while self._thread.is_alive():
+            try:
+                self._q.get(timeout=0.05)  # unblock a put
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def chunks_of(reader: Reader, hasher: Any = None) -> Iterator[bytes]:
+    """``reader``'s bytes in chunks of up to 1 MiB, fed to ``hasher`` on the way if given."""
+    read = reader.read
+    while data := read(CHUNK):
+        if hasher is not None:
+            hasher.update(data)
+        yield data
+
+
+def compressed(chunks: Iterable[bytes], compression: str, level: int | None) -> Iterator[bytes]:
+    """The compressed form of ``chunks`` (deterministic, see :mod:`occystrap.blobio.compress`)."""
+    compressor = make_compressor(compression, level)
+    compress = compressor.compress
+    for chunk in chunks:
+        if out := compress(chunk):
+            yield out
+    yield compressor.flush()
+
+
+class KnownBlob(ReaderBase):
+    """A blob stream whose digest is already known: bytes are counted, never hashed again.
+
+    Only for bytes verified while they stream (a source's verified layer: its check raises
+    before the end is reported) or written by us (a spool).
+    """
+
+    def __init__(self, reader: Reader, digest: Digest) -> None:
+        self._source = reader
+        self._digest = digest
+        self.size = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        assert self._source is not None
+        data = self._source.read(size)
+        self.size += len(data)
+        return data
+
+    def digest(self) -> Digest:
+        return self._digest
+
+
+@dataclass
+class Packed:
+    """A compressed layer spooled to disk: ``blob`` has the digest and size of the
+    compressed bytes; ``diff_id`` and ``plain_size`` describe the uncompressed tar."""
+
+    blob: SpooledBlob
+    diff_id: Digest
+    plain_size: int
+
+    def close(self) -> None:
+        self.blob.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def pack(
+    chunks: Iterable[bytes], compression: str, level: int | None, temp_dir: str | None
+) -> Packed:
+    """Hash ``chunks`` (the diff_id), compress them, hash and spool the compressed bytes.
+
+    One pass: every byte is hashed once per digest. The temporary file is created in
+    ``temp_dir`` and removed if anything fails.
+    """
+    compressor = make_compressor(compression, level)
+    plain, packed = hashlib.sha256(), hashlib.sha256()
+    plain_size = size = 0
+    try:
+        tmp = tempfile.NamedTemporaryFile(
+            mode="w+b", dir=temp_dir, prefix="occystrap-spool-", buffering=0
+        )
+    except OSError as e:
+        where = temp_dir or tempfile.gettempdir()
+        raise OutputError(f"cannot create a temporary file in {where}: {e.strerror}") from None
+    compress, write = compressor.compress, tmp.write
+    try:
+        for chunk in chunks:
+            plain.update(chunk)
+            plain_size += len(chunk)
+            out = compress(chunk)
+            if out:
+                packed.update(out)
+                size += len(out)
+                _write_all(write, out, tmp.name)
+        out = compressor.flush()
+        packed.update(out)
+        size += len(out)
+        _write_all(write, out, tmp.name)
+    except BaseException:
+        tmp.close()
+        raise
+    blob = SpooledBlob(tmp, Digest("sha256", packed.hexdigest()), size)
+    return Packed(blob, Digest("sha256", plain.hexdigest()), plain_size)
+
+
+def _write_all(write: Any, data: bytes, name: str) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[write(view) :]
+    except OSError as e:
+        raise OutputError(f"cannot write temporary file {name}: {e.strerror}") from None
