@@ -1,8 +1,8 @@
 """occystrap: a streaming pipeline for container images.
 
-    import occystrap
-    result = occystrap.process("tar://in.tar", "ocidir://out:v1", ["normalize-timestamps"])
-    print(result.manifest.digest)
+import occystrap
+result = occystrap.process("tar://in.tar", "ocidir://out:v1", ["normalize-timestamps"])
+print(result.manifest.digest)
 """
 
 from .api import open_sink, open_source, process

@@ -9,13 +9,31 @@ For each layer the engine picks one of four routes, from what the sink wants
   sinks (the diff_id is checked on the way), or compress an uncompressed layer for a
   registry or layout.
 * **rewrite**: decompress, run the tar entries through the filter chain, re-serialise.
-  Uncompressed sinks take that stream directly; stored sinks get it compressed, unless the
-  chain changed nothing, in which case the original blob is passed instead (same digest).
+  Uncompressed sinks take that stream directly. For stored sinks it is hashed, compressed
+  and spooled (compressed) in one pass, then handed over with its digest and size known;
+  if the chain changed nothing, the spool is dropped and the original blob is passed
+  instead (same digest).
 * **observe**: filters only look: the stored bytes pass unchanged while a second thread
   decompresses a copy of the stream for the observers.
 
+Threads: layers run in parallel when the sink is thread safe and the source is not a
+stream; within a layer, reading and decompressing, tar parsing and filtering, and hashing,
+compressing and writing run in threads of their own (``occystrap.copy_stages``), since
+hashing, (de)compression and I/O release the GIL. Bytes the source verifies against their
+descriptor as they stream are not hashed a second time.
+
 Then the config is rebuilt from the diff_ids actually written, then the manifest (the
-source's exact bytes when nothing changed), then ``commit``; ``abort`` on any error.
+source's exact bytes when nothing changed, filters' ``edit_annotations`` applied to its
+annotations), then ``commit``; ``abort`` on any error.
+
+Layer cache (``ctx.layer_cache``, see ``occystrap.cache``): the convert and rewrite routes
+look the layer up before opening it (key: source digest, filter chain, form, compression).
+A hit feeds the cached blob to the sink (or skips it when the sink has it); a miss records
+what the sink reads and publishes it once the source bytes proved to be what the key names.
+The rewrite route is cached only when every filter of the chain rewrites and none observes.
+
+Progress: every layer's stored bytes pass a ``ProgressReader`` that reports them to
+``ctx.reporter.layer_progress`` about every MiB or 100 ms.
 """
 
 from __future__ import annotations
@@ -24,18 +42,22 @@ import dataclasses
 import hashlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from .blobio.compression import decompressing_reader, peek_compression
 from .blobio.readers import IterReader, Reader, drain
 from .blobio.tee import observe_copy
 from .blobio.verify import HashingReader, VerifyingReader
-from .copy_stages import KnownBlob, Stage, chunks_of, compressed, pack
-from .errors import OccystrapError
+from .bounds import expansion_limit
+from .cache.key import CacheKey, chain_identity
+from .cache.recording import Recording
+from .copy_stages import KnownBlob, Stage, chunks_of, compressed, hashed, pack
+from .errors import IntegrityError, OccystrapError
+from .events import ProgressReader, image_started
 from .filters.base import Filter, ImageView, LayerView, SourceEnd
 from .image import Image, Layer
 from .model.config import ImageConfig
@@ -43,6 +65,7 @@ from .model.descriptor import Descriptor
 from .model.digest import Digest
 from .model.manifest import Manifest
 from .model.media_types import MediaType, is_nondistributable, layer_media_type
+from .tario.check import checked_tar
 from .tario.entry import TarEntry
 from .tario.reader import TarReader, iter_entries
 from .tario.writer import iter_tar_bytes
@@ -57,7 +80,7 @@ class Written:
 
     descriptor: Descriptor
     diff_id: Digest | None
-    outcome: str  # copied | converted | rewritten | skipped
+    outcome: str  # copied | converted | rewritten | skipped | cached
     unchanged: bool  # same stored bytes as the source
 
 
@@ -77,12 +100,16 @@ class _Engine:
         self.image = image
         self.sink = sink
         self.ctx = ctx
+        self.filters = list(filters)
         self.rewriters = [f for f in filters if f.rewrites_layers]
         self.chain = [f for f in filters if f.rewrites_layers or f.observes_layers]
         caps = sink.capabilities
         self.form = caps.layer_form
         self.oci = self._family_is_oci()
         self._local = threading.local()
+        self.cache = ctx.layer_cache
+        replayable = all(f.rewrites_layers and not f.observes_layers for f in self.chain)
+        self._chain_key = chain_identity(self.chain) if replayable else None
 
     def _family_is_oci(self) -> bool:
         if self.ctx.compression == "zstd":
@@ -107,6 +134,43 @@ class _Engine:
         self.ctx.stats.add(layers=1, layers_skipped=int(written.outcome == "skipped"))
         return written
 
+    # -- the layer cache ------------------------------------------------------------------
+
+    def _cache_key(self, layer: Layer, filters: list[dict[str, Any]] | None) -> CacheKey | None:
+        d = layer.descriptor
+        source, kind = (d.digest, "digest") if d is not None else (layer.diff_id, "diff_id")
+        if self.cache is None or filters is None or source is None or not source.supported:
+            return None
+        ctx = self.ctx
+        form = str(self.form)
+        return CacheKey.build(source, kind, filters, form, ctx.compression, ctx.compression_level)
+
+    def _from_cache(self, layer: Layer, key: CacheKey | None) -> Written | None:
+        """The layer from the cache: fed to the sink, or skipped when the sink has it."""
+        cache = self.cache
+        hit = cache.lookup(key) if cache is not None and key is not None else None
+        if hit is None or cache is None:
+            return None
+        with hit:
+            entry = hit.entry
+            self.ctx.stats.add(cache_hits=1)
+            if hit.blob is None or entry.blob is None:  # the chain leaves this layer as it is
+                return self._pass(layer)
+            media_type = layer_media_type(entry.compression, self.oci)
+            held = self.sink.has_layer(entry.blob)
+            if held is not None:
+                held = dataclasses.replace(held, media_type=media_type)
+                return Written(held, entry.diff_id, "skipped", unchanged=entry.unchanged)
+            what = f"layer {layer.index} (layer cache entry {entry.id[:12]})"
+            blob = VerifyingReader(hit.blob, _Expect(entry.blob, entry.size), what)
+            info = LayerWrite(layer.index, media_type, entry.blob, entry.size, entry.diff_id, layer)
+            try:
+                desc = self.sink.put_layer(blob, info)
+            except IntegrityError:
+                cache.forget(entry)  # a damaged cache file: the next run redoes it
+                raise
+            return Written(desc, entry.diff_id, "cached", unchanged=entry.unchanged)
+
     def _stored_is_plain(self, layer: Layer) -> bool:
         return layer.compression == "none"
 
@@ -128,8 +192,16 @@ class _Engine:
             if held is not None:
                 held = dataclasses.replace(held, media_type=layer_media_type("none", self.oci))
                 return Written(held, diff_id, "skipped", unchanged=True)
-        with ExitStack() as stack:
-            stream, compression = _decompress(self._open_verified(layer, stack), layer)
+        key = self._cache_key(layer, [])
+        cached = self._from_cache(layer, key)
+        if cached is not None:
+            return cached
+        with Recording(self.cache, key) as rec, ExitStack() as stack:
+            stored = rec.watch_stored(self._open_verified(layer, stack))
+            stream, compression = _decompress(stored, layer)
+            stream = rec.watch_plain(stream)
+            if not self.chain:  # observers parse the tar themselves
+                stream = stack.enter_context(checked_tar(stream, f"layer {layer.index}"))
             plain = IterReader(stack.enter_context(Stage(chunks_of(stream), "layer-read")))
             d = layer.descriptor
             blob: HashingReader | KnownBlob
@@ -148,8 +220,16 @@ class _Engine:
                 blob = HashingReader(plain)
             media_type = layer_media_type("none", self.oci)
             info = LayerWrite(layer.index, media_type, diff_id, None, diff_id, layer)
-            desc = self.sink.put_layer(blob, info)
-            return Written(desc, blob.digest(), "converted", unchanged=self._stored_is_plain(layer))
+            desc = self.sink.put_layer(rec.tee(blob), info)
+            unchanged = self._stored_is_plain(layer)
+            rec.done(
+                diff_id=blob.digest(),
+                compression="none",
+                unchanged=unchanged,
+                outcome="converted",
+                expect=blob.digest(),
+            )
+            return Written(desc, blob.digest(), "converted", unchanged=unchanged)
 
     def _pass(self, layer: Layer) -> Written:
         if layer.descriptor is not None:
@@ -203,70 +283,111 @@ class _Engine:
             return written
 
     def _rewrite(self, layer: Layer) -> Written:
+        key = self._cache_key(layer, self._chain_key)
+        cached = self._from_cache(layer, key)
+        if cached is not None:
+            return cached
+        with Recording(self.cache, key) as rec:
+            return self._rewrite_layer(layer, rec)
+
+    def _rewrite_layer(self, layer: Layer, rec: Recording) -> Written:
         """Entries through the chain, in three threads: read and decompress | parse, filter
         and serialise | hash (and compress and spool, for a stored sink)."""
         view = self._view(layer)
         state = _ChangeTracker()
         compression = self.ctx.compression
         with ExitStack() as stack:
-            stream, _ = _decompress(self._open_verified(layer, stack), layer)
+            stream, _ = _decompress(rec.watch_stored(self._open_verified(layer, stack)), layer)
+            if layer.diff_id is not None:  # the content must be what the config says
+                what = f"layer {layer.index} (diff_id)"
+                stream = VerifyingReader(stream, _Expect(layer.diff_id, None), what)
+            stream = rec.watch_plain(stream)
             plain = IterReader(stack.enter_context(Stage(chunks_of(stream), "layer-read")))
             reader = iter_entries(plain, what=f"layer {layer.index}")
             entries: Iterator[TarEntry] = state.count_in(reader, view.source_end)
             for f in self.chain:
                 entries = f.process(entries, view)
             chunks = state.keep_trailer(iter_tar_bytes(state.watch_out(entries)), view.source_end)
+            diff_hash = hashlib.sha256()
+            if self.form is LayerForm.STORED:  # the diff_id is hashed here, not by pack()
+                chunks = hashed(chunks, diff_hash)
             tar = stack.enter_context(Stage(chunks, "layer-tar"))
             if self.form is LayerForm.UNCOMPRESSED:
                 out = HashingReader(IterReader(tar))
                 media_type = layer_media_type("none", self.oci)
                 info = LayerWrite(layer.index, media_type, None, None, None, layer)
-                desc = self.sink.put_layer(out, info)
+                desc = self.sink.put_layer(rec.tee(out), info)
                 changed = state.changed or out.digest() != layer.diff_id
-                return Written(
-                    desc,
-                    out.digest(),
-                    "rewritten" if changed else "copied",
-                    unchanged=not changed and self._stored_is_plain(layer),
+                outcome = "rewritten" if changed else "copied"
+                unchanged = not changed and self._stored_is_plain(layer)
+                rec.done(
+                    diff_id=out.digest(),
+                    compression="none",
+                    unchanged=unchanged,
+                    outcome=outcome,
+                    expect=out.digest(),
                 )
-            packed = pack(tar, compression, self.ctx.compression_level, self.ctx.temp_dir)
+                return Written(desc, out.digest(), outcome, unchanged=unchanged)
+            level, temp_dir = self.ctx.compression_level, self.ctx.temp_dir
+            packed = pack(tar, compression, level, temp_dir, plain=diff_hash)
         with packed:
             # Every entry went through with its original header and body: the content is the
             # source's (only the end-of-archive padding may differ), so keep the stored blob.
             if not state.changed and not self._stored_is_plain(layer) and not self.image.sequential:
                 packed.close()
+                rec.passthrough(layer.diff_id)
                 return self._pass(layer)
             outcome = "rewritten" if state.changed else "converted"
             blob = packed.blob
             media_type = layer_media_type(compression, self.oci)
+            rec.done(
+                diff_id=packed.diff_id,
+                compression=compression,
+                unchanged=False,
+                outcome=outcome,
+                expect=blob.digest,
+            )
             held = self.sink.has_layer(blob.digest)
             if held is not None:
+                with blob.open() as spooled:
+                    rec.copy_from(spooled)
                 desc = dataclasses.replace(held, media_type=media_type)
                 return Written(desc, packed.diff_id, outcome, unchanged=False)
             info = LayerWrite(
                 layer.index, media_type, blob.digest, blob.size, packed.diff_id, layer
             )
             with blob.open() as spooled:
-                desc = self.sink.put_layer(KnownBlob(spooled, blob.digest), info)
+                desc = self.sink.put_layer(KnownBlob(rec.tee(spooled), blob.digest), info)
             return Written(desc, packed.diff_id, outcome, unchanged=False)
 
     def _compress(self, layer: Layer) -> Written:
         """An uncompressed stored layer for a registry or layout, in three threads: read
         (the diff_id is hashed here unless the source verifies it) | compress | the sink."""
+        key = self._cache_key(layer, [])
+        cached = self._from_cache(layer, key)
+        if cached is not None:
+            return cached
         compression = self.ctx.compression
         d = layer.descriptor
         known = d.digest if d is not None and d.digest.algorithm == "sha256" else None
         plain_hash = None if known is not None else hashlib.sha256()
-        with ExitStack() as stack:
-            stream = self._open_verified(layer, stack)
+        with Recording(self.cache, key) as rec, ExitStack() as stack:
+            stream = rec.watch_plain(rec.watch_stored(self._open_verified(layer, stack)))
             read = stack.enter_context(Stage(chunks_of(stream, plain_hash), "layer-read"))
             packing = Stage(compressed(read, compression, self.ctx.compression_level), "layer-pack")
             packed = HashingReader(IterReader(stack.enter_context(packing)))
             media_type = layer_media_type(compression, self.oci)
             info = LayerWrite(layer.index, media_type, None, None, known, layer)
-            desc = self.sink.put_layer(packed, info)
+            desc = self.sink.put_layer(rec.tee(packed), info)
             if plain_hash is not None:
                 known = Digest("sha256", plain_hash.hexdigest())
+            rec.done(
+                diff_id=known,
+                compression=compression,
+                unchanged=False,
+                outcome="converted",
+                expect=desc.digest,
+            )
             return Written(desc, known, "converted", unchanged=False)
 
     # -- stream plumbing ----------------------------------------------------------------
@@ -276,7 +397,9 @@ class _Engine:
         tap = getattr(self._local, "tap", None)
         if tap is not None:
             stream = tap.wrap(stream)
-        return stream
+        progress = ProgressReader(stream, self.ctx.reporter, layer.index)
+        stack.callback(progress.flush)
+        return cast(BinaryIO, progress)
 
     def _media_type_for(self, layer: Layer) -> str:
         if is_nondistributable(layer.media_type) or layer.compression is None:
@@ -296,17 +419,20 @@ class _Engine:
             d.size if d else None,
             layer.media_type,
             created_by if isinstance(created_by, str) else None,
+            temp_dir=self.ctx.temp_dir,
         )
 
     # -- the image ------------------------------------------------------------------------
 
     def run(self) -> CopyResult:
         image, sink = self.image, self.sink
+        sizes = [layer.descriptor.size if layer.descriptor else None for layer in image.layers]
+        image_started(self.ctx.reporter, image.reference, sizes)
         sink.begin(image)
         try:
             written = self._layers()
             config = image.config
-            for f in self.chain or []:
+            for f in self.filters:
                 config = f.edit_config(config)
             diff_ids = [w.diff_id for w in written]
             if all(d is not None for d in diff_ids):
@@ -368,8 +494,10 @@ class _Engine:
         self, written: Sequence[Written], config: ImageConfig, config_desc: Descriptor
     ) -> Manifest:
         source = self.image.manifest
+        annotations = self._annotations(source)
         if (
             source is not None
+            and annotations == source.annotations
             and config.raw == self.image.config.raw
             and all(w.unchanged for w in written)
             and [w.descriptor.digest for w in written] == [d.digest for d in source.layers]
@@ -394,8 +522,19 @@ class _Engine:
             )
             for w in written
         ]
-        annotations = source.annotations if source is not None else None
         return Manifest.build(media_type, config_d, layers, annotations)
+
+    def _annotations(self, source: Manifest | None) -> Mapping[str, str] | None:
+        """The source manifest's annotations as the filters edit them."""
+        annotations = source.annotations if source is not None else None
+        if not annotations:
+            return annotations
+        edited = dict(annotations)
+        for f in self.filters:
+            edit = getattr(f, "edit_annotations", None)  # optional for filters from elsewhere
+            if edit is not None:
+                edited = edit(edited)
+        return annotations if edited == dict(annotations) else edited
 
 
 @dataclass(frozen=True)
@@ -462,7 +601,10 @@ def _decompress(stream: Reader, layer: Layer) -> tuple[Reader, str]:
     compression, peeked = peek_compression(stream)
     if compression == "none":
         return peeked, "none"
-    return decompressing_reader(peeked, compression), str(compression)
+    d = layer.descriptor
+    limit = expansion_limit(d.size if d is not None else None)
+    what = f"layer {layer.index}"
+    return decompressing_reader(peeked, compression, limit=limit, what=what), str(compression)
 
 
 def copy_image(image: Image, sink: Sink, filters: Sequence[Filter], ctx: RunContext) -> CopyResult:

@@ -29,7 +29,7 @@ from .image import Image
 from .model.config import ImageConfig
 from .model.descriptor import Descriptor
 from .model.digest import Digest
-from .model.manifest import Index, Manifest
+from .model.manifest import Index, Manifest, is_attestation
 from .model.media_types import MediaType, is_index
 from .transports.base import BlobStream, IndexSink, LayerWrite, RunContext, Sink
 
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: How many indexes may be nested below the top one.
 MAX_DEPTH = 8
+#: The annotation by which an attestation entry names the image it describes.
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
 
 Reopen = Callable[[Descriptor], AbstractContextManager[Image]]
 
@@ -91,30 +93,51 @@ def _copy(
     if depth > MAX_DEPTH:
         raise LimitExceeded(f"indexes nested deeper than {MAX_DEPTH} levels in {holder.reference}")
     opener = holder.open_manifest or reopen
-    entries: list[Descriptor] = []
-    for desc in index.manifests:
-        if opener is None:
-            raise UnsupportedFormat(f"{holder.reference}: this source cannot open index entries")
+    if opener is None:
+        raise UnsupportedFormat(f"{holder.reference}: this source cannot open index entries")
+    done: dict[int, Manifest | Index] = {}
+    renamed: dict[str, str] = {}
+    # Images first, then the attestations that describe them (they name their image by
+    # digest, so whether they still hold depends on what happened to it).
+    order = sorted(range(len(index.manifests)), key=lambda i: is_attestation(index.manifests[i]))
+    for i in order:
+        desc = index.manifests[i]
+        about = (desc.annotations or {}).get(REFERENCE_DIGEST)
+        if is_attestation(desc) and about is not None and renamed.get(about, about) != about:
+            log.warning(
+                "dropping attestation %s: it describes %s, which the filters changed",
+                desc.digest,
+                about,
+            )
+            continue
         with opener(desc) as child:
             if is_index(desc.media_type):
                 if child.index is None or child.index.digest != desc.digest:
                     raise MalformedInput(f"index entry {desc.digest} did not open as that index")
                 sub = _copy(child.index, child, sink, filters, ctx, reopen, results, depth + 1)
                 sink.put_index(sub)
-                done: Manifest | Index = sub
+                done[i] = sub
             else:
                 if child.manifest is None or child.manifest.digest != desc.digest:
                     raise MalformedInput(
                         f"index entry {desc.digest} of {holder.reference} did not open as that manifest"
                     )
-                result = copy_image(child, _Member(sink), filters, ctx)
+                # An attestation's layers are in-toto JSON, not tars: copied as they are.
+                chain = () if is_attestation(desc) else filters
+                result = copy_image(child, _Member(sink), chain, ctx)
                 results.append(result)
-                done = result.manifest
-        entries.append(
-            dataclasses.replace(
-                desc, media_type=done.media_type, digest=done.digest, size=len(done.raw)
-            )
+                done[i] = result.manifest
+        renamed[str(desc.digest)] = str(done[i].digest)
+    entries = [
+        dataclasses.replace(
+            index.manifests[i],
+            media_type=done[i].media_type,
+            digest=done[i].digest,
+            size=len(done[i].raw),
         )
+        for i in range(len(index.manifests))
+        if i in done
+    ]
     if entries == list(index.manifests):
         return index
     media_type = index.media_type

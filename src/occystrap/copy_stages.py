@@ -33,7 +33,7 @@ from .model.digest import Digest
 
 log = logging.getLogger(__name__)
 
-DEPTH = 4  # chunks queued between two stages
+DEPTH = 2  # chunks queued between two stages (more saves no time, only memory)
 _END = object()
 
 
@@ -134,6 +134,14 @@ def chunks_of(reader: Reader, hasher: Any = None) -> Iterator[bytes]:
         yield data
 
 
+def hashed(chunks: Iterable[bytes], hasher: Any) -> Iterator[bytes]:
+    """``chunks`` unchanged, fed to ``hasher`` on the way."""
+    update = hasher.update
+    for chunk in chunks:
+        update(chunk)
+        yield chunk
+
+
 def compressed(chunks: Iterable[bytes], compression: str, level: int | None) -> Iterator[bytes]:
     """The compressed form of ``chunks`` (deterministic, see :mod:`occystrap.blobio.compress`)."""
     compressor = make_compressor(compression, level)
@@ -191,15 +199,24 @@ class Packed:
 
 
 def pack(
-    chunks: Iterable[bytes], compression: str, level: int | None, temp_dir: str | None
+    chunks: Iterable[bytes],
+    compression: str,
+    level: int | None,
+    temp_dir: str | None,
+    plain: Any = None,
 ) -> Packed:
     """Hash ``chunks`` (the diff_id), compress them, hash and spool the compressed bytes.
 
-    One pass: every byte is hashed once per digest. The temporary file is created in
-    ``temp_dir`` and removed if anything fails.
+    One pass: every byte is hashed once per digest. ``plain``: a sha256 hasher the chunks
+    were already fed to on their way (in another thread, see :func:`hashed`); None:
+    they are hashed here. The temporary file is created in ``temp_dir`` and removed if
+    anything fails.
     """
     compressor = make_compressor(compression, level)
-    plain, packed = hashlib.sha256(), hashlib.sha256()
+    hash_here = plain is None
+    if plain is None:
+        plain = hashlib.sha256()
+    packed = hashlib.sha256()
     plain_size = size = 0
     try:
         tmp = tempfile.NamedTemporaryFile(
@@ -211,7 +228,8 @@ def pack(
     compress, write = compressor.compress, tmp.write
     try:
         for chunk in chunks:
-            plain.update(chunk)
+            if hash_here:
+                plain.update(chunk)
             plain_size += len(chunk)
             out = compress(chunk)
             if out:

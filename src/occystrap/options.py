@@ -86,7 +86,9 @@ def split_pairs(text: str, what: str, sep: str = ",") -> list[tuple[str, str]]:
     return pairs
 
 
-def expand_lists(cls: type[Any], pairs: list[tuple[str, str]], sep: str = ",") -> list[tuple[str, str]]:
+def expand_lists(
+    cls: type[Any], pairs: list[tuple[str, str]], sep: str = ","
+) -> list[tuple[str, str]]:
     """Split comma-joined values of repeated (tuple) options into separate pairs."""
     hints = typing.get_type_hints(cls)
     out: list[tuple[str, str]] = []

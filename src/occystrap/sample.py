@@ -19,7 +19,12 @@ _MTIME = 1_700_000_000
 # (name, type, content or link target, mode)
 _BASE: list[tuple[str, bytes, str | bytes, int]] = [
     ("bin/", tarfile.DIRTYPE, "", 0o755),
-    ("bin/hello", tarfile.REGTYPE, b"#!/bin/sh\necho 'Hello from the occystrap sample image'\n", 0o755),
+    (
+        "bin/hello",
+        tarfile.REGTYPE,
+        b"#!/bin/sh\necho 'Hello from the occystrap sample image'\n",
+        0o755,
+    ),
     ("etc/", tarfile.DIRTYPE, "", 0o755),
     ("etc/os-release", tarfile.REGTYPE, b"NAME=occystrap-sample\nID=sample\n", 0o644),
     ("etc/motd", tarfile.REGTYPE, b"this file is deleted by the second layer\n", 0o644),
@@ -78,7 +83,10 @@ def build(path: str, tag: str = "occystrap/sample:latest") -> None:
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": [
             {"created": "2023-11-14T22:13:20Z", "created_by": "sample: base files"},
-            {"created": "2023-11-14T22:13:20Z", "created_by": "sample: whiteout, opaque dir, hardlink"},
+            {
+                "created": "2023-11-14T22:13:20Z",
+                "created_by": "sample: whiteout, opaque dir, hardlink",
+            },
         ],
     }
     config_raw = json.dumps(config, separators=(",", ":")).encode()

@@ -3,6 +3,7 @@ Python's tarfile, and end to end through ocidir:// and tar://, judged by skopeo 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -23,9 +24,9 @@ from lab.tarspec import TarSpec, directory, file, hardlink, opaque, symlink, whi
 from lab.tools import OccystrapRunner, skopeo, umoci
 from occystrap import api
 from occystrap.copy import CopyResult, _ChangeTracker
-from occystrap.errors import InvalidOption, MalformedInput
+from occystrap.errors import InvalidOption, MalformedInput, OutputError
 from occystrap.events import NullReporter
-from occystrap.filters.base import Filter, ImageView, LayerView
+from occystrap.filters.base import Filter, ImageView, LayerView, PassThrough
 from occystrap.filters.catalog import parse_filter
 from occystrap.filters.exclude import Exclude
 from occystrap.filters.inspect import Inspect
@@ -39,6 +40,7 @@ from occystrap.filters.options import (
 from occystrap.filters.search import Search
 from occystrap.model.config import ImageConfig
 from occystrap.tario import iter_entries, iter_tar_bytes
+from occystrap.transports.base import RunContext
 
 MIB = 1 << 20
 
@@ -467,6 +469,31 @@ def test_exclude_big_removed_file_is_spooled_not_buffered(tmp_path: Path) -> Non
     assert got["link"] == big.read_bytes()
 
 
+def test_exclude_spools_in_the_runs_temp_dir(tmp_path: Path) -> None:
+    specs = [file("big", "x" * 5000), hardlink("link", "big")]
+    missing = dataclasses.replace(view(), temp_dir=str(tmp_path / "missing"))
+    with pytest.raises(OutputError, match="exclude: cannot create a temporary file"):
+        run_chain(tarspec.tar_bytes(specs), [exclude("big")], missing)
+    out, _ = run_chain(tarspec.tar_bytes(specs), [exclude("big")], view())
+    assert {i.name: body for i, body in members(out)} == {"link": b"x" * 5000}
+
+
+def test_the_engine_gives_filters_the_runs_temp_dir(tmp_path: Path) -> None:
+    seen: list[str | None] = []
+
+    class Spy(PassThrough):
+        rewrites_layers = True
+
+        def process(self, entries: Iterator[Any], layer: LayerView) -> Iterator[Any]:
+            seen.append(layer.temp_dir)
+            return entries
+
+    src = small_image(tmp_path / "src")
+    ctx = RunContext(temp_dir=str(tmp_path), jobs=1)
+    api.process(f"ocidir://{src.path}:latest", f"tar://{tmp_path / 'o.tar'}", [Spy()], ctx)
+    assert seen == [str(tmp_path)] * 2
+
+
 def test_exclude_link_to_excluded_lower_layer_file_is_removed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -725,6 +752,28 @@ def test_chains_give_consistent_images(
     assert [xattrs(i) for i in cap] == [{"security.capability": CAP_NET_RAW}]
     if output == "ocidir" and filters == ["search:pattern=*"]:
         assert str(result.manifest.digest) == edge_layout.manifest_digest  # search changes nothing
+
+
+def test_normalize_sets_the_created_annotation(tmp_path: Path) -> None:
+    created = "org.opencontainers.image.created"
+    src = build_oci_layout(
+        tmp_path / "src",
+        [[directory("etc"), file("etc/conf", "c\n")]],
+        manifest_annotations={created: "2024-01-02T03:04:05Z", "org.example.kept": "yes"},
+    )
+    out = tmp_path / "out"
+    process(f"ocidir://{src.path}:latest", f"ocidir://{out}:v1", ["normalize-timestamps:ts=7"])
+    manifest, config, raw = read_layout(out, "v1")
+    assert manifest["annotations"] == {created: "1970-01-01T00:00:07Z", "org.example.kept": "yes"}
+    assert config["created"] == "1970-01-01T00:00:07Z"
+    judge_layout(out, "v1", tmp_path, unpack=False)
+    # normalizing the result again changes nothing: the same manifest bytes
+    again = process(f"ocidir://{out}:v1", f"ocidir://{out}:v2", ["normalize-timestamps:ts=7"])
+    assert str(again.manifest.digest) == sha256(raw)
+    # a source without the annotation does not get one
+    plain = small_image(tmp_path / "plain")
+    process(f"ocidir://{plain.path}:latest", f"ocidir://{out}:v3", ["normalize-timestamps"])
+    assert "annotations" not in read_layout(out, "v3")[0]
 
 
 def test_exclude_matching_nothing_keeps_every_blob(edge_layout: LayoutInfo, tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ OUTPUTS: tuple[str, ...] = ("tar", "ocidir", "ocidir+filter", "dir", "dir-expand
 ALL = frozenset(OUTPUTS)
 DECOMPRESSING = ALL - {"ocidir"}
 EXTRACTING = frozenset({"dir-expand", "bundle"})
+#: Cases refused while the source is opened, before any output exists, run into these only.
+EARLY = frozenset({"tar", "ocidir", "dir-expand"})
 NONE: frozenset[str] = frozenset()
 
 Builder = Callable[[Path], None]
@@ -49,6 +51,7 @@ class Case:
     stdin: str | None = None  # file in the case directory fed on standard input
     generated: bool = False
     outputs: frozenset[str] = ALL
+    early: bool = False  # refused while the source is opened: the output stays empty
 
     def expect(self, output: str) -> str:
         return "refuse" if output in self.refuse else "carry"
@@ -65,6 +68,7 @@ class Case:
             "args": list(self.args),
             "stdin": self.stdin,
             "generated": self.generated,
+            "early": self.early,
         }
 
 
@@ -83,8 +87,9 @@ def case(
     stdin: str | None = None,
     generated: bool = False,
     outputs: Iterable[str] = ALL,
+    early: bool = False,
 ) -> Callable[[Builder], Builder]:
-    """Register the decorated recipe as case ``id``."""
+    """Register the decorated recipe as case ``id`` (``early``: refused at source open)."""
 
     def register(build: Builder) -> Builder:
         if id in _CASES:
@@ -100,7 +105,8 @@ def case(
             args,
             stdin,
             generated,
-            frozenset(outputs),
+            EARLY if early else frozenset(outputs),
+            early,
         )
         return build
 
@@ -108,7 +114,13 @@ def case(
 
 
 def all_cases() -> list[Case]:
-    from . import recipes_docs, recipes_entries, recipes_streams  # noqa: F401  (register)
+    from . import (  # noqa: F401  (importing registers the recipes)
+        recipes_docs,
+        recipes_entries,
+        recipes_json,
+        recipes_streams,
+        recipes_tar,
+    )
 
     return list(_CASES.values())
 

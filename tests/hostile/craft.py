@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import zstandard
+
 from lab.archive import open_archive
 from lab.ocilayout import CONFIG_TYPE, CREATED, INDEX_TYPE, LAYER_TYPES, MANIFEST_TYPE, REF_NAME
 from lab.tarspec import TarSpec, directory, file, tar_bytes
@@ -308,4 +309,3 @@ def trim_archive(path: Path) -> None:
     keep = len(data.rstrip(b"\0"))
     keep += -keep % BLOCK
     path.write_bytes(data[:keep] + bytes(2 * BLOCK))
-

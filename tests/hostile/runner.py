@@ -1,6 +1,6 @@
 """Run hostile cases through the CLI into each output and judge what happened.
 
-One run is ``python -m occystrap --temp-dir TMP process SOURCE DEST`` in its own work
+One run is ``python -m occystrap -q --temp-dir TMP process SOURCE DEST`` in its own work
 directory ``W`` (the current directory of the child) holding ``out/`` (where DEST points)
 and ``tmp/`` (``--temp-dir``). Afterwards ``W`` must hold nothing else and ``tmp/`` must be
 empty, whatever the outcome. Runs go four at a time; each is independent.
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .build import file_hashes
-from .cases import CORPUS, Case
+from .cases import CORPUS, Case, all_cases
 
 OUTPUT_URIS = {
     "tar": "tar://{out}/image.tar",
@@ -60,7 +60,7 @@ def run_one(case: Case, output: str, source_root: Path, work_root: Path) -> Run:
     out = work / "out"
     source = case.source.format(case=source_root)
     dest = OUTPUT_URIS[output].format(out=out)
-    argv = [sys.executable, "-m", "occystrap", "--temp-dir", str(work / "tmp"), *case.args]
+    argv = [sys.executable, "-m", "occystrap", "-q", "--temp-dir", str(work / "tmp"), *case.args]
     argv += ["process", source, dest, *FILTER_ARGS.get(output, ())]
     stdin = open(source_root / case.stdin, "rb") if case.stdin else subprocess.DEVNULL
     try:
@@ -129,9 +129,12 @@ def debris(output: str, out: Path) -> list[str]:
 
 
 def run_all(
-    cases: Iterable[Case], outputs: Iterable[str], generated_root: Path, work_root: Path
+    wanted: Iterable[tuple[str, str]], outputs: Iterable[str], generated_root: Path, work_root: Path
 ) -> dict[tuple[str, str], Run]:
-    jobs = [(c, o) for c in cases for o in outputs if o in c.outputs]
+    """Run the (case id, output) pairs of ``wanted`` whose output is in ``outputs``."""
+    by_id = {c.id: c for c in all_cases()}
+    allowed = set(outputs)
+    jobs = [(by_id[i], o) for i, o in sorted(wanted) if o in allowed and o in by_id[i].outputs]
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {
             (c.id, o): pool.submit(run_one, c, o, case_dir(c, generated_root), work_root)
@@ -161,6 +164,8 @@ def problems(run: Run) -> list[str]:
             bad.append("a complete-looking output was left")
         if run.debris:
             bad.append(f"partial output left: {', '.join(run.debris[:5])}")
+        if run.case.early and any((run.workdir / "out").iterdir()):
+            bad.append("refused at source open, yet the output was started")
     else:
         if run.returncode != 0:
             bad.append(f"exit status {run.returncode}: {lines[-1:]!r}")

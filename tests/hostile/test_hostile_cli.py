@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from lab.hostile import ESCAPE_DIR, SENTINEL
 
 from .build import build_case
@@ -44,7 +45,9 @@ def _outputs() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def hostile_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[tuple[str, str], Run]]:
+def hostile_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[tuple[str, str], Run]]:
     root = tmp_path_factory.mktemp("hostile")
     for path in glob.glob("/tmp/occystrap-lab-hostile*"):
         if os.path.isdir(path) and not os.path.islink(path):
@@ -54,7 +57,14 @@ def hostile_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[tupl
     for case in CASES.values():
         if case.generated:
             build_case(case, root / "generated" / case.id)
-    yield run_all(CASES.values(), _outputs(), root / "generated", root / "runs")
+    wanted = set()  # only what this session selected (-k), else everything
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "case_id" in params:
+            wanted.add((params["case_id"], params["output"]))
+    if not wanted:
+        wanted = {(c.id, o) for c in CASES.values() for o in c.outputs}
+    yield run_all(wanted, _outputs(), root / "generated", root / "runs")
 
 
 def _params() -> list[object]:
@@ -66,6 +76,7 @@ def _params() -> list[object]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("case_id", "output"), _params())
 def test_case_into_output(
     hostile_runs: dict[tuple[str, str], Run], case_id: str, output: str
@@ -81,6 +92,7 @@ def test_case_into_output(
     )
 
 
+@pytest.mark.slow
 def test_nothing_escaped(hostile_runs: dict[tuple[str, str], Run]) -> None:
     """The escape spots are untouched: no escape dir, sentinel unchanged and not linked."""
     assert hostile_runs

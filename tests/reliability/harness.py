@@ -78,17 +78,19 @@ def isolated_env(tmp: Path) -> dict[str, str]:
 
 
 def run(
-    cmd: list[str], env: dict[str, str], timeout: float = 120
+    cmd: list[str], env: dict[str, str], timeout: float = 120, stdin: Path | None = None
 ) -> subprocess.CompletedProcess[bytes]:
+    """Run ``cmd`` with ``env`` added, output captured; ``stdin`` is a file to read from."""
     (Path(env["OCCYSTRAP_TEMP_DIR"])).mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        cmd,
-        env={**os.environ, **env},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
+    with open(stdin or os.devnull, "rb") as source:
+        return subprocess.run(
+            cmd,
+            env={**os.environ, **env},
+            stdin=source,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
 
 
 def ok(done: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[bytes]:
@@ -179,6 +181,17 @@ def tree_bytes(*roots: Path) -> int:
                 except FileNotFoundError:
                     continue
     return total
+
+
+def stale_files(*roots: Path) -> list[str]:
+    """Temporary files and directories a killed run left (``.tmp-*``, ``*.tmp-*``, spool files,
+    partial downloads) under ``roots``; the rerun does not sweep them."""
+    found: set[str] = set()
+    for root in roots:
+        if root.is_dir():
+            for pattern in ("**/.tmp-*", "**/*.tmp-*", "**/occystrap-spool-*", "**/*.partial"):
+                found.update(str(p) for p in root.glob(pattern))
+    return sorted(found)
 
 
 def sha256_file(path: Path) -> str:

@@ -14,6 +14,7 @@ of it accepted by skopeo.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -101,8 +102,15 @@ def check_store(root: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize("kind", list(DESTS))
 def test_writers_racing_on_filtered_shared_layers(
-    kind: str, sources: list[tuple[Path, list[str]]], tmp_path: Path
+    kind: str,
+    sources: list[tuple[Path, list[str]]],
+    env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    for key, value in env.items():  # caches and temp files stay under tmp_path
+        monkeypatch.setenv(key, value)
+    Path(env["OCCYSTRAP_TEMP_DIR"]).mkdir(parents=True, exist_ok=True)
     template = DESTS[kind]
     reference = tmp_path / "reference"
     for src, refs in sources:  # one after another: what the store must end up as
@@ -127,6 +135,7 @@ def test_writers_racing_on_filtered_shared_layers(
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env={**os.environ, **env},
         )
         for src, refs in sources
     ]

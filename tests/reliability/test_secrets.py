@@ -25,7 +25,7 @@ import pytest
 from lab.ocilayout import LayoutInfo
 from lab.registry import Registry, http_get
 from occystrap import api
-from occystrap.errors import AuthenticationError, OccystrapError
+from occystrap.errors import AuthenticationError, NotFound, OccystrapError
 from occystrap.transports.base import RegistrySettings, RunContext
 from occystrap.transports.registry.credentials import Credentials, lookup
 
@@ -225,8 +225,7 @@ def test_library_logs_and_exceptions_hold_no_secret(
         )
     except OccystrapError as e:
         texts += [str(e), repr(e), "".join(traceback.format_exception(e))]
-        if password == "wrong":
-            assert isinstance(e, AuthenticationError)
+        assert isinstance(e, AuthenticationError if password == "wrong" else NotFound), repr(e)
     else:
         raise AssertionError("the last call must fail")
     texts += [r.getMessage() for r in caplog.records]

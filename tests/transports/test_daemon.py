@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -405,13 +406,24 @@ def test_socket_without_permission(
         assert (status, err) == (1, expected)
 
 
+def _dangling_hardlink_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        link = tarfile.TarInfo("etc/dangling")
+        link.type = tarfile.LNKTYPE
+        link.linkname = "no/such/file/anywhere"
+        tar.addfile(link)
+    return buf.getvalue()
+
+
 def _bad_layer_archive(path: Path, tag: str, second_layer_lies: bool) -> str:
-    """busybox, then a second layer that is not a tar (daemon must refuse) or whose bytes do
-    not match the config's diff_id (occystrap must refuse after sending layer 0)."""
+    """busybox, then a second layer that the daemon must refuse (a well-formed tar whose
+    hard link names a file that exists nowhere) or whose bytes do not match the config's
+    diff_id (occystrap must refuse after sending layer 0)."""
     busybox = images.busybox_layers()[0]
     good = path.parent / "good-layer.tar"
     diff_good = write_layer_tar(busybox, good)
-    junk = b"this is no tar archive\n" * 200
+    junk = _dangling_hardlink_tar()
     diff_junk = "sha256:" + hashlib.sha256(junk).hexdigest()
     claimed = "sha256:" + "0" * 64 if second_layer_lies else diff_junk
     config = canonical_json(

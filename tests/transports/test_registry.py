@@ -13,7 +13,9 @@ import gzip
 import hashlib
 import http.server
 import json
+import os
 import re
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -752,7 +754,7 @@ def test_plain_http_only_when_asked(occ: Runner, registry_plain: Registry, tmp_p
 def test_all_platforms_from_an_oci_layout_keeps_the_index_digest(
     occ: Runner, registry_plain: Registry, multiarch: MultiArch, tmp_path: Path
 ) -> None:
-    """ocidir:// has no ``open_manifest``: each entry is re-opened by its platform."""
+    """Every entry of the layout's index is opened through ``Image.open_manifest``."""
     reg, layout = registry_plain, tmp_path / "layout"
     skopeo(
         "copy",
@@ -783,10 +785,6 @@ def test_all_platforms_from_an_oci_layout_keeps_the_index_digest(
 def test_all_platforms_into_an_oci_layout_keeps_the_index_digest(
     occ: Runner, registry_plain: Registry, multiarch: MultiArch, tmp_path: Path
 ) -> None:
-    from occystrap.transports.ocilayout.sink import OciLayoutSink
-
-    if not OciLayoutSink.capabilities.holds_index:
-        pytest.xfail("the ocidir:// sink cannot hold an index yet (needs put_index)")
     out = tmp_path / "out"
     occ(
         "--insecure",
@@ -798,3 +796,40 @@ def test_all_platforms_into_an_oci_layout_keeps_the_index_digest(
     index = json.loads((out / "index.json").read_text())
     assert [m["digest"] for m in index["manifests"]] == [multiarch.index_digest]
     skopeo("copy", "--all", f"oci:{out}:multi", f"oci:{tmp_path / 'judge'}:x")
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+def test_registry_to_registry_big_layer_keeps_memory_flat(
+    env: dict[str, str],
+    registry_plain: Registry,
+    make_registry: Any,
+    peak_rss: Any,
+    tmp_path: Path,
+) -> None:
+    """A 300 MB layer copied to another registry is streamed from the download into the
+    upload: the peak RSS stays far below the layer size."""
+    big = images.big_layer_file(tmp_path / "big.tar", 300 << 20, seed=300)
+    layout = images.build_oci_layout(tmp_path / "layout", [big.path], compression="zstd")
+    big.path.unlink()
+    skopeo_push(layout, registry_plain, "mem/big", "v1")
+    assert sha256(raw_manifest(registry_plain, "mem/big", "v1")) == layout.manifest_digest
+    other: Registry = make_registry("plain")
+    since = other.log_file.stat().st_size
+    cli = [sys.executable, "-m", "occystrap", "--quiet", "--insecure", "process"]
+    rss = peak_rss(
+        [
+            *cli,
+            f"registry://{registry_plain.host}/mem/big:v1",
+            f"registry://{other.host}/mem/big:v1",
+        ],
+        env={**os.environ, **env},
+    )
+    assert rss < 150 << 20, (
+        f"peak RSS {rss / 2**20:.0f} MiB for a {layout.layer_sizes[0] >> 20} MiB layer"
+    )
+    assert sha256(raw_manifest(other, "mem/big", "v1")) == layout.manifest_digest
+    uploads = [(m, s) for m, u, s in requests_in_log(other, since) if "/blobs/uploads/" in u]
+    assert [m for m, _ in uploads].count("POST") == 2, uploads  # the layer and the config
+    assert not [m for m, s in uploads if m == "GET" or s >= 400], uploads  # nothing re-sent

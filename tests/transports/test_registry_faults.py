@@ -512,7 +512,7 @@ def test_push_survives_failed_upload_requests(
     busybox_layout: LayoutInfo,
     tmp_path: Path,
 ) -> None:
-    proxy.faults.append(Fault(lambda m, p, h: m == "PATCH", status=500))
+    # small blobs go up in one PUT each (a PATCH fails in the next test)
     proxy.faults.append(Fault(lambda m, p, h: m == "PUT" and "/blobs/uploads/" in p, status=503))
     proxy.faults.append(Fault(lambda m, p, h: m == "PUT" and "/manifests/" in p, status=502))
     occ(
@@ -535,6 +535,44 @@ def test_push_survives_failed_upload_requests(
         registry_plain.ref("faults/pushed", "v1"),
         f"oci:{tmp_path / 'judge'}:x",
     )
+
+
+def test_copy_to_another_registry_re_reads_the_source_after_a_failed_patch(
+    occ: Any, proxy: FaultProxy, registry_plain: Registry, big_repo: BigImage
+) -> None:
+    """registry → another registry streams each layer from the download into the PATCHes.
+    When one fails, the registry says how much it kept; the bytes to send again are read again
+    from the source (a second GET), and the first download goes on where it was."""
+    source = FaultProxy(registry_plain.host)  # another host name: no cross-repository mount
+    try:
+        proxy.faults.append(Fault(lambda m, p, h: m == "PATCH", status=500))
+        occ(
+            "--insecure",
+            "process",
+            f"registry://{source.host}/{big_repo.repo}:v1",
+            f"registry://{proxy.host}/faults/big-copy:v1",
+        )
+        layer_path = f"/v2/{big_repo.repo}/blobs/{big_repo.layer}"
+        gets = source.requests("GET", f"/blobs/{big_repo.layer}")
+        served = source.served[layer_path]
+    finally:
+        source.close()
+    raw = skopeo(
+        "inspect",
+        "--raw",
+        *registry_plain.skopeo_args("plain"),
+        registry_plain.ref("faults/big-copy", "v1"),
+    ).stdout
+    assert sha256(raw.encode()) == big_repo.manifest_digest
+    assert proxy.faults[0].hits == 1
+    ranges = [
+        s.headers["content-range"]
+        for s in proxy.requests("PATCH", "/faults/big-copy/blobs/uploads/")
+    ]
+    assert ranges[0].startswith("0-") and ranges[1] == ranges[0], ranges  # sent again
+    first_chunk = int(ranges[0].split("-")[1]) + 1
+    assert len(gets) == 2, gets  # the download, and a fresh copy for the re-send
+    assert big_repo.size + first_chunk <= served < 2 * big_repo.size
 
 
 def test_failed_push_rerun_sends_only_missing_blobs(

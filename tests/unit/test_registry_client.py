@@ -176,6 +176,7 @@ class FakeRegistry:
         self.page = 0
         self.mountable = True
         self.gzip_manifests = False
+        self.on_patch: Callable[[], None] | None = None  # called as a PATCH body starts
 
     # -- plumbing
 
@@ -279,7 +280,13 @@ class FakeRegistry:
             send(h, 404, error_body("BLOB_UNKNOWN", "blob unknown to registry"))
             return
         if self.redirect_blobs_to and h.command == "GET":
-            send(h, 307, b"", {"Location": f"{self.redirect_blobs_to}/storage/{digest}"})
+            target = self.redirect_blobs_to
+            where = (
+                target.format(digest=digest)
+                if "{digest}" in target
+                else f"{target}/storage/{digest}"
+            )
+            send(h, 307, b"", {"Location": where})
             return
         if self.corrupt:
             data = b"X" + data[1:]
@@ -332,6 +339,8 @@ class FakeRegistry:
         elif h.command == "GET":
             send(h, 204, b"", {"Location": location, "Range": f"0-{max(0, len(buf) - 1)}"})
         elif h.command == "PATCH":
+            if self.on_patch is not None:
+                self.on_patch()
             start = int(h.headers["Content-Range"].split("-")[0])
             if start != len(buf):
                 read_body(h)
@@ -921,23 +930,103 @@ def test_upload_recovers_from_416(fake: tuple[FakeRegistry, Server]) -> None:
     assert app.requests("GET", "/uploads/"), "the session status was asked after the 416"
 
 
-@pytest.mark.parametrize("source", ["seekable", "opener", "one-pass"])
+class Tracked(OnePass):
+    """A single-pass reader that records its reads (and can fail after ``fail_at`` bytes)."""
+
+    def __init__(self, data: bytes, fail_at: int | None = None) -> None:
+        super().__init__(data)
+        self.size, self.fail_at, self.reads = len(data), fail_at, []
+
+    def read(self, n: int = -1, /) -> bytes:
+        if self.fail_at is not None and self._b.tell() >= self.fail_at:
+            raise DigestMismatch("the source blob", "sha256:" + "1" * 64, "sha256:" + "2" * 64)
+        self.reads.append(n)
+        return super().read(n)
+
+    @property
+    def at_end(self) -> bool:
+        return self._b.tell() == self.size
+
+
+class Reopener:
+    """``reopen`` for an upload: fresh readers of ``data``, counted."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.calls = data, 0
+
+    def __call__(self) -> OnePass:
+        self.calls += 1
+        return OnePass(self.data)
+
+
+@pytest.mark.parametrize("source", ["seekable", "opener", "one-pass", "one-pass+reopen"])
 def test_upload_resends_after_dropped_patch(fake: tuple[FakeRegistry, Server], source: str) -> None:
     app, server = fake
     data = os.urandom(900_000)
     app.drop_patch_at = 100_000  # the server keeps 100 kB of the first PATCH, then hangs up
     src: Any = OnePass(data)
+    reopen = Reopener(data) if source == "one-pass+reopen" else None
     if source == "seekable":
         src = io.BytesIO(data)
     elif source == "opener":
         src = functools.partial(io.BytesIO, data)
+    elif reopen is not None:
+        src = Tracked(data)
     with client_for(server) as c:
         result = c.upload_blob(
-            "a", src, Digest.parse(sha(data)), len(data), chunk_size=300_000, monolithic_max=0
+            "a",
+            src,
+            Digest.parse(sha(data)),
+            len(data),
+            chunk_size=300_000,
+            monolithic_max=0,
+            reopen=reopen,
         )
     assert result.outcome == "uploaded" and app.blobs[sha(data)] == data
     ranges = [p.headers["content-range"] for p in app.requests("PATCH")]
     assert ranges[0] == "0-299999" and ranges[1].startswith("100000-")
+    if reopen is not None:
+        # bytes 100000-299999 came from a fresh copy; the stream itself was read once, to its end
+        assert reopen.calls == 1 and src.at_end and sum(src.reads) <= len(data) + 2 * 300_000
+
+
+def test_upload_streams_a_single_pass_source(fake: tuple[FakeRegistry, Server]) -> None:
+    """A download copied to a registry: sent as it is read (1 MiB reads, nothing buffered),
+    never hashed again, never re-read when nothing fails."""
+    app, server = fake
+    data = os.urandom((40 << 20) + 5)
+    src, reopen = Tracked(data), Reopener(data)
+    read_when_patch_began: list[int] = []
+    app.on_patch = lambda: read_when_patch_began.append(src._b.tell())
+    with client_for(server) as c:
+        result = c.upload_blob(
+            "a", src, Digest.parse(sha(data)), len(data), chunk_size=32 << 20, reopen=reopen
+        )
+    # a buffered chunk would have been read whole (32 MiB) before its PATCH went out
+    assert read_when_patch_began[0] < 16 << 20, read_when_patch_began
+    assert result == ("uploaded", Digest.parse(sha(data)), len(data))
+    assert app.blobs[sha(data)] == data
+    ranges = [p.headers["content-range"] for p in app.requests("PATCH")]
+    assert ranges == [f"0-{(32 << 20) - 1}", f"{32 << 20}-{len(data) - 1}"]
+    assert max(src.reads) <= 1 << 20 and src.at_end and reopen.calls == 0
+
+
+def test_upload_source_error_is_raised_not_retried(fake: tuple[FakeRegistry, Server]) -> None:
+    app, server = fake
+    data = os.urandom(3 << 20)
+    src, reopen = Tracked(data, fail_at=2 << 20), Reopener(data)
+    with client_for(server) as c, pytest.raises(DigestMismatch, match="the source blob"):
+        c.upload_blob("a", src, Digest.parse(sha(data)), len(data), monolithic_max=0, reopen=reopen)
+    assert len(app.requests("POST")) == 1 and reopen.calls == 0  # no second attempt
+    assert len(app.requests("DELETE", "/uploads/")) == 1 and not app.blobs
+
+
+def test_upload_without_check_skips_head(fake: tuple[FakeRegistry, Server]) -> None:
+    app, server = fake
+    data = os.urandom(1000)
+    with client_for(server) as c:
+        result = c.upload_blob("a", io.BytesIO(data), Digest.parse(sha(data)), 1000, check=False)
+    assert result.outcome == "uploaded" and not app.requests("HEAD")
 
 
 def test_failed_upload_is_cancelled(fake: tuple[FakeRegistry, Server]) -> None:
@@ -1041,6 +1130,26 @@ def test_tls_client_pairs(tls_registry: Any, tmp_path: Path) -> None:
     (tmp_path / "client.key").write_bytes((tls_dir / "key.pem").read_bytes())
     ctx = TLSConfig(cert_dir=str(tmp_path)).context(tls_registry.host)
     assert isinstance(ctx, ssl.SSLContext) and ctx.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_plain_http_registry_redirecting_to_https_verifies_it(
+    fake: tuple[FakeRegistry, Server], tls_registry: Any
+) -> None:
+    """An http registry builds its TLS context only for a redirect to https, and verifies."""
+    app, server = fake
+    data = os.urandom(70_000)
+    with RegistryClient(tls_registry.host, tls=TLSConfig(ca_file=str(tls_registry.ca_file))) as c:
+        assert c.upload_blob("lab/redir", io.BytesIO(data), Digest.parse(sha(data)), len(data))
+    digest = put_blob(app, data)
+    app.redirect_blobs_to = f"https://{tls_registry.host}/v2/lab/redir/blobs/{{digest}}"
+    trusted = TLSConfig(ca_file=str(tls_registry.ca_file))
+    with client_for(server, tls=trusted) as c, c.open_blob("a", digest, len(data)) as reader:
+        assert reader.read() == data
+    with (
+        client_for(server) as c,
+        pytest.raises(TransportError, match="TLS certificate verification failed"),
+    ):
+        c.open_blob("a", digest, len(data)).read()
 
 
 # ---- the real docker-registry (distribution 2.8) ------------------------------------------------------

@@ -91,7 +91,7 @@ def image(**config: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("", ResolvedUser(0, 0)),
+        ("", ResolvedUser(0, 0, (), "/root")),  # no User: root's home, as runc picks it
         ("app", ResolvedUser(1234, 2345, (3000, 10), "/home/app")),
         ("root", ResolvedUser(0, 0, (10,), "/root")),
         ("app:wheel", ResolvedUser(1234, 10, (), "/home/app")),
@@ -99,6 +99,7 @@ def image(**config: Any) -> dict[str, Any]:
         ("1234", ResolvedUser(1234, 2345, (), "/home/app")),  # numeric: no additional gids
         ("4242", ResolvedUser(4242, 0)),
         ("4242:4343", ResolvedUser(4242, 4343)),
+        ("1234:777", ResolvedUser(1234, 777, (), "/home/app")),  # home still from passwd
         ("4242:extra", ResolvedUser(4242, 3000)),
         ("1000:", ResolvedUser(1000, 1000, (), "/home/other")),
     ],

@@ -836,6 +836,12 @@ def test_whiteouts() -> None:
         ("usr/*/doc", "x/usr/share/doc", False, False),
         ("usr/*/doc", "usr/a/b/doc", False, False),
         ("/usr/share/", "./usr/share", True, True),
+        ("/.git", ".git", True, True),
+        ("/.git", "app/.git", False, False),
+        ("/.git", ".git/config", False, True),
+        ("/*.txt", "a.txt", True, True),
+        ("/*.txt", "d/a.txt", False, False),
+        (".git", "app/.git", True, True),
         ("**/x", "x", True, True),
         ("**/x", "a/b/x", True, True),
         ("a/**/x", "a/x", True, True),
@@ -864,6 +870,26 @@ def test_glob_semantics(pattern: str, path: str, matches: bool, under: bool) -> 
     assert paths.matches_or_under(pattern, path) is under
 
 
+def test_glob_test_is_match_on_normalized_paths() -> None:
+    for pattern in ("/.git", ".git", "usr/*/doc", "**/x", "*.pyc"):
+        for subtree in (False, True):
+            test = paths.glob_test(pattern, subtree=subtree)
+            judge = paths.matches_or_under if subtree else paths.match
+            for path in (
+                ".git",
+                "a/.git",
+                ".git/x",
+                "usr/s/doc",
+                "usr/s/doc/y",
+                "q/x",
+                "c.pyc",
+                "",
+            ):
+                assert test(path) is judge(pattern, path), (pattern, subtree, path)
+    with pytest.raises(InvalidOption):
+        paths.glob_test("[z-a]")
+
+
 def test_bad_glob_patterns() -> None:
     for pattern in ("", "/", "[z-a]"):
         with pytest.raises(InvalidOption):
@@ -874,3 +900,22 @@ def test_log_is_quiet_for_clean_archives(caplog: pytest.LogCaptureFixture) -> No
     caplog.set_level(logging.DEBUG, logger="occystrap.tario")
     read_all(_good())
     assert not caplog.records
+
+
+def test_checked_tar_passes_bytes_and_refuses_what_is_not_a_tar() -> None:
+    from occystrap.tario.check import checked_tar
+
+    good = tar_of(*synthetic_members(), (member("big"), os.urandom(3 << 20)))
+    out = bytearray()
+    with checked_tar(io.BytesIO(good), "layer 7") as stream:
+        while chunk := stream.read(1 << 16):
+            out += chunk
+    assert bytes(out) == good
+    for bad, error in (
+        (os.urandom(8192), "corrupt tar header at offset 0 in layer 7"),
+        (good[: len(good) // 2], "truncated tar in layer 7"),
+    ):
+        with pytest.raises(MalformedInput, match=error):
+            with checked_tar(io.BytesIO(bad), "layer 7") as stream:
+                while stream.read(1 << 16):
+                    pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .entry import Entry
 from .key import FORMAT, CacheKey, chain_identity, filter_identity
 from .pending import Hit, Pending
+from .recording import Recording
 from .sizes import format_size, parse_size
 from .store import DEFAULT_MAX_SIZE, LayerCache, PruneResult
 
@@ -23,6 +24,7 @@ __all__ = [
     "LayerCache",
     "Pending",
     "PruneResult",
+    "Recording",
     "chain_identity",
     "filter_identity",
     "format_size",

@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Self
 
-from ..blobio.readers import CHUNK, Reader, ReaderBase
+from ..blobio.readers import CHUNK, ReaderBase
 from ..model.digest import Digest
 from .entry import Entry
 from .key import CacheKey
@@ -51,8 +51,12 @@ class Hit:
 
 
 class _Tee(ReaderBase):
-    def __init__(self, reader: Reader, pending: Pending) -> None:
+    """Reads through to ``reader``, recording; ``digest()`` and ``size`` are the wrapped
+    blob stream's, so a sink sees the same BlobStream it would have without the cache."""
+
+    def __init__(self, reader: Any, pending: Pending) -> None:
         self._source = reader
+        self._blob = reader
         self._pending = pending
 
     def read(self, size: int = -1, /) -> bytes:
@@ -60,6 +64,15 @@ class _Tee(ReaderBase):
         data = self._source.read(size)
         self._pending.feed(data, size)
         return data
+
+    @property
+    def size(self) -> int:
+        n: int = self._blob.size
+        return n
+
+    def digest(self) -> Digest:
+        d: Digest = self._blob.digest()
+        return d
 
     def close(self) -> None:
         self.closed = True  # the wrapped stream belongs to the engine
@@ -79,7 +92,7 @@ class Pending:
         self.broken = False
         hold(fd)  # a pruner leaves a file alone while its writer holds it
 
-    def tee(self, reader: Reader) -> Reader:
+    def tee(self, reader: Any) -> Any:
         """``reader``'s bytes, also recorded here as they are read."""
         return _Tee(reader, self)
 

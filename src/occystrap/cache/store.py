@@ -34,6 +34,7 @@ from .entry import BadEntry, Entry, read_entry
 from .key import CacheKey
 from .locking import locked, try_lock
 from .pending import Hit, Pending
+from .recording import Recording
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,19 @@ class LayerCache:
             return None
         return Pending(self, key, fd, tmp)
 
+    def record(self, key: CacheKey | None) -> Recording:
+        """A :class:`.recording.Recording` of the output for ``key`` (use it with ``with``)."""
+        return Recording(self, key)
+
+    def forget(self, entry: Entry) -> None:
+        """Drop an entry whose blob turned out damaged, and the blob (entries sharing it
+        are just as damaged; they miss and are dropped when next looked up)."""
+        log.info("layer cache: dropping damaged entry %s", entry.id)
+        with locked(self.lock_path, exclusive=False):
+            _unlink(self.entry_path(entry.id))
+            if entry.blob is not None:
+                _unlink(self.blob_path(entry.blob))
+
     def publish(self, entry: Entry, tmp: str | None) -> None:
         """Move the checked blob file ``tmp`` into place and write ``entry`` (shared lock)."""
         data = entry.to_bytes()
@@ -177,7 +191,9 @@ class LayerCache:
     def _evict(self, limit: int) -> PruneResult:
         entries = sorted(self._scan(), key=lambda e: e.last_used)  # oldest first
         entry_bytes = {e.id: _size(self.entry_path(e.id)) for e in entries}
-        blob_bytes = {name: _size(os.path.join(self.blobs_dir, name)) for name in _listdir(self.blobs_dir)}
+        blob_bytes = {
+            name: _size(os.path.join(self.blobs_dir, name)) for name in _listdir(self.blobs_dir)
+        }
         users: dict[str, int] = {}
         for e in entries:
             if e.blob is not None:

@@ -1,5 +1,10 @@
 """``occystrap`` command line. Parses options into a RunContext, calls the library, maps
-errors to exit codes (2 usage, 1 failure) with one line each (a traceback with --debug)."""
+errors to exit codes (2 usage, 1 failure) with one line each (a traceback with --debug).
+
+Logging: warnings of every library by default; ``-v`` adds INFO of occystrap's own loggers
+(``occystrap.*``), ``-vv`` their DEBUG; ``--debug`` turns on DEBUG for every library.
+Everything but requested output (search hits, ``--json``, ``tar://-``) goes to stderr.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from typing import Any, NoReturn
 import click
 
 from .. import __version__
-from ..errors import InvalidOption, OccystrapError
+from ..cache import DEFAULT_MAX_SIZE, LayerCache, format_size, parse_size
+from ..errors import InvalidOption, OccystrapError, UsageError
 from ..events import Stats
 from ..model.descriptor import Platform
 from ..transports.base import RegistrySettings, RunContext
@@ -23,9 +29,33 @@ from .report import CliReporter, summary_line
 
 class _State:
     debug = False
+    reporter: CliReporter | None = None
 
 
-def _platform(value: str | None, os_: str | None, arch: str | None, variant: str | None) -> Platform | None:
+def _configure_logging(verbose: int, debug: bool, reporter: CliReporter) -> None:
+    handler = logging.StreamHandler(reporter.log_stream)  # stderr, above a live view
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.set_name("occystrap-cli")
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == "occystrap-cli"]:
+        root.removeHandler(old)  # a previous in-process run's
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    own = logging.DEBUG if debug or verbose >= 2 else logging.INFO if verbose else logging.WARNING
+    logging.getLogger("occystrap").setLevel(own)
+    if not debug:  # httpx logs every request at INFO
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _layer_cache(cache_dir: str | None, cache_max_size: str) -> LayerCache | None:
+    if not cache_dir:
+        return None
+    return LayerCache(cache_dir, parse_size(cache_max_size))
+
+
+def _platform(
+    value: str | None, os_: str | None, arch: str | None, variant: str | None
+) -> Platform | None:
     if value:
         return Platform.parse(value)
     if os_ or arch or variant:  # the reference tool's flags; aliases such as aarch64 work
@@ -51,39 +81,129 @@ def _tls_verify_value(argv: list[str]) -> list[str]:
     epilog=helptext.schemes_help() + "\n\n" + helptext.filters_help(),
 )
 @click.version_option(__version__, prog_name="occystrap")
-@click.option("--verbose", "-v", is_flag=True, help="Log what occystrap does (INFO/DEBUG of its own loggers).")
+@click.option(
+    "--verbose",
+    "-v",
+    count=True,
+    help="Log what occystrap does: -v INFO, -vv DEBUG of its own loggers.",
+)
 @click.option("--debug", is_flag=True, help="Debug logging of every library, tracebacks on errors.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress and no summary line.")
-@click.option("--platform", "platform_", metavar="OS/ARCH[/VARIANT]", help="Platform to pick from an index [linux/amd64].")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress, notices or summary line (errors still show)."
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    envvar="OCCYSTRAP_CACHE_DIR",
+    help="Persistent layer cache: reruns reuse layers already filtered/compressed [env OCCYSTRAP_CACHE_DIR; off].",
+)
+@click.option(
+    "--cache-max-size",
+    metavar="SIZE",
+    envvar="OCCYSTRAP_CACHE_MAX_SIZE",
+    default=format_size(DEFAULT_MAX_SIZE).replace(" ", ""),
+    show_default=True,
+    help="Size bound of the layer cache (least recently used layers go first), e.g. 10G, 500MB.",
+)
+@click.option(
+    "--platform",
+    "platform_",
+    metavar="OS/ARCH[/VARIANT]",
+    help="Platform to pick from an index [linux/amd64].",
+)
 @click.option("--os", "os_", help="Compatibility: platform OS (use --platform).")
 @click.option("--architecture", "--arch", "arch", help="Compatibility: platform architecture.")
 @click.option("--variant", help="Compatibility: platform variant (arm64 means v8 when omitted).")
-@click.option("--all-platforms", is_flag=True, help="Copy every platform of an index, keeping its digest.")
-@click.option("--username", envvar="OCCYSTRAP_USERNAME", help="Registry user [env OCCYSTRAP_USERNAME].")
-@click.option("--password", envvar="OCCYSTRAP_PASSWORD", help="Registry password [env OCCYSTRAP_PASSWORD].")
-@click.option("--insecure", is_flag=True, help="Plain HTTP for the registries named on the command line.")
-@click.option("--tls-verify/--no-tls-verify", default=True, show_default=True, help="Verify registry TLS certificates (also --tls-verify=false).")
+@click.option(
+    "--all-platforms", is_flag=True, help="Copy every platform of an index, keeping its digest."
+)
+@click.option(
+    "--username", envvar="OCCYSTRAP_USERNAME", help="Registry user [env OCCYSTRAP_USERNAME]."
+)
+@click.option(
+    "--password", envvar="OCCYSTRAP_PASSWORD", help="Registry password [env OCCYSTRAP_PASSWORD]."
+)
+@click.option(
+    "--insecure", is_flag=True, help="Plain HTTP for the registries named on the command line."
+)
+@click.option(
+    "--tls-verify/--no-tls-verify",
+    default=True,
+    show_default=True,
+    help="Verify registry TLS certificates (also --tls-verify=false).",
+)
 @click.option("--ca-file", type=click.Path(dir_okay=False), help="Extra CA bundle for registries.")
-@click.option("--cert-dir", type=click.Path(file_okay=False), help="Docker-style certs.d directory (HOST/ca.crt, client.cert/key).")
-@click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), envvar="OCCYSTRAP_COMPRESSION", default="gzip", show_default=True, help="Compression for layers that must be (re)compressed.")
-@click.option("--compression-level", type=int, help="Level for --compression (default: gzip 1 via isal-pinned, zstd 3).")
-@click.option("-j", "--parallel", "jobs", type=click.IntRange(1, 64), envvar="OCCYSTRAP_PARALLEL", default=4, show_default=True, help="Layers transferred at once.")
-@click.option("--temp-dir", type=click.Path(file_okay=False), envvar="OCCYSTRAP_TEMP_DIR", help="Where temporary files go [system default].")
-@click.option("--retries", type=click.IntRange(0, 50), envvar="OCCYSTRAP_RETRIES", default=5, show_default=True, help="Retries per registry request.")
+@click.option(
+    "--cert-dir",
+    type=click.Path(file_okay=False),
+    help="Docker-style certs.d directory (HOST/ca.crt, client.cert/key).",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "zstd", "none"]),
+    envvar="OCCYSTRAP_COMPRESSION",
+    default="gzip",
+    show_default=True,
+    help="Compression for layers that must be (re)compressed.",
+)
+@click.option(
+    "--compression-level",
+    type=int,
+    help="Level for --compression (default: gzip 1 via isal-pinned, zstd 3).",
+)
+@click.option(
+    "-j",
+    "--parallel",
+    "jobs",
+    type=click.IntRange(1, 64),
+    envvar="OCCYSTRAP_PARALLEL",
+    default=4,
+    show_default=True,
+    help="Layers transferred at once.",
+)
+@click.option(
+    "--temp-dir",
+    type=click.Path(file_okay=False),
+    envvar="OCCYSTRAP_TEMP_DIR",
+    help="Where temporary files go [system default].",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 50),
+    envvar="OCCYSTRAP_RETRIES",
+    default=5,
+    show_default=True,
+    help="Retries per registry request.",
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: bool, debug: bool, quiet: bool, platform_: str | None, os_: str | None,
-        arch: str | None, variant: str | None, all_platforms: bool, username: str | None, password: str | None,
-        insecure: bool, tls_verify: bool, ca_file: str | None, cert_dir: str | None, compression: str,
-        compression_level: int | None, jobs: int, temp_dir: str | None, retries: int) -> None:
+def cli(
+    ctx: click.Context,
+    verbose: int,
+    debug: bool,
+    quiet: bool,
+    cache_dir: str | None,
+    cache_max_size: str,
+    platform_: str | None,
+    os_: str | None,
+    arch: str | None,
+    variant: str | None,
+    all_platforms: bool,
+    username: str | None,
+    password: str | None,
+    insecure: bool,
+    tls_verify: bool,
+    ca_file: str | None,
+    cert_dir: str | None,
+    compression: str,
+    compression_level: int | None,
+    jobs: int,
+    temp_dir: str | None,
+    retries: int,
+) -> None:
     """Process container images as a stream: SOURCE -> filters -> DEST."""
     _State.debug = debug
-    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("occystrap").setLevel(logging.DEBUG if (debug or verbose) and verbose else level)
-    if debug:
-        logging.getLogger().setLevel(logging.DEBUG)
-    else:  # httpx logs every request at INFO
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    reporter = _State.reporter = CliReporter(quiet=quiet)
+    _configure_logging(verbose, debug, reporter)
     if compression_level is not None:
         from ..blobio.compression import validate_level
 
@@ -105,15 +225,29 @@ def cli(ctx: click.Context, verbose: bool, debug: bool, quiet: bool, platform_: 
             insecure_hosts=("*",) if insecure else (),
             retries=retries,
         ),
-        reporter=CliReporter(quiet=quiet),
+        reporter=reporter,
         stats=stats,
+        layer_cache=_layer_cache(cache_dir, cache_max_size),
     )
 
 
-@cli.command(epilog=helptext.PROCESS_EXAMPLES + "\n\n" + helptext.schemes_help() + "\n\n" + helptext.filters_help())
+@cli.command(
+    epilog=helptext.PROCESS_EXAMPLES
+    + "\n\n"
+    + helptext.schemes_help()
+    + "\n\n"
+    + helptext.filters_help()
+)
 @click.argument("source")
 @click.argument("dest")
-@click.option("-f", "--filter", "filters", multiple=True, metavar="FILTER", help="NAME[:key=value,...]; repeatable.")
+@click.option(
+    "-f",
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="FILTER",
+    help="NAME[:key=value,...]; repeatable.",
+)
 @click.pass_obj
 def process(run: RunContext, source: str, dest: str, filters: tuple[str, ...]) -> None:
     """Copy the image SOURCE to DEST through the given filters."""
@@ -128,6 +262,63 @@ def process(run: RunContext, source: str, dest: str, filters: tuple[str, ...]) -
     reporter.summary(summary_line(run.stats, time.monotonic() - started))
 
 
+@cli.group()
+def cache() -> None:
+    """The layer cache of --cache-dir / OCCYSTRAP_CACHE_DIR: list or prune it."""
+
+
+def _cache_of(run: RunContext) -> LayerCache:
+    if run.layer_cache is None:
+        raise UsageError(
+            "no layer cache: give --cache-dir DIR (before the command) or set OCCYSTRAP_CACHE_DIR"
+        )
+    return run.layer_cache
+
+
+@cache.command("ls")
+@click.option(
+    "--json", "as_json", is_flag=True, help="JSON: {root, max_size, size, entries: [...]}."
+)
+@click.pass_obj
+def cache_ls(run: RunContext, as_json: bool) -> None:
+    """List cached layers, most recently used first: last use, size, source, filters."""
+    import json
+
+    from ..cache.listing import render_entries
+
+    layer_cache = _cache_of(run)
+    entries = layer_cache.entries()
+    if as_json:
+        doc = {
+            "root": layer_cache.root,
+            "max_size": layer_cache.max_size,
+            "size": layer_cache.usage(),
+            "entries": [e.describe() for e in entries],
+        }
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        click.echo(render_entries(layer_cache, entries))
+
+
+@cache.command("prune")
+@click.option(
+    "--max-size",
+    metavar="SIZE",
+    help="Evict least recently used layers down to SIZE [the --cache-max-size].",
+)
+@click.option("--all", "everything", is_flag=True, help="Remove every cached layer.")
+@click.pass_obj
+def cache_prune(run: RunContext, max_size: str | None, everything: bool) -> None:
+    """Evict least recently used layers until the cache fits; remove leftovers of killed runs."""
+    layer_cache = _cache_of(run)
+    limit = parse_size(max_size) if max_size is not None else None
+    done = layer_cache.prune(limit, everything=everything)
+    click.echo(
+        f"removed {done.removed_entries} entries ({format_size(done.removed_bytes)}); "
+        f"{done.kept_entries} left ({format_size(done.kept_bytes)})"
+    )
+
+
 @cli.command()
 @click.argument("source")
 @click.argument("pattern")
@@ -135,11 +326,15 @@ def process(run: RunContext, source: str, dest: str, filters: tuple[str, ...]) -
 @click.option("--script-friendly", is_flag=True, help="One tab-separated line per hit.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
 @click.pass_obj
-def search(run: RunContext, source: str, pattern: str, regex: bool, script_friendly: bool, as_json: bool) -> None:
+def search(
+    run: RunContext, source: str, pattern: str, regex: bool, script_friendly: bool, as_json: bool
+) -> None:
     """Search the layers of SOURCE for paths matching PATTERN (exit 0 if found, 1 if not)."""
     from ..api import search as run_search
 
-    found = run_search(source, pattern, regex=regex, script_friendly=script_friendly, as_json=as_json, ctx=run)
+    found = run_search(
+        source, pattern, regex=regex, script_friendly=script_friendly, as_json=as_json, ctx=run
+    )
     reporter = run.reporter
     assert isinstance(reporter, CliReporter)
     reporter.close()
@@ -159,13 +354,22 @@ def info(run: RunContext, source: str, as_json: bool) -> None:
 
     with open_source(source, run) as image:
         described = describe(image)
-    click.echo(json.dumps(described, indent=2, sort_keys=True) if as_json else render_text(described))
+    click.echo(
+        json.dumps(described, indent=2, sort_keys=True) if as_json else render_text(described)
+    )
 
 
 @cli.command()
 @click.argument("source")
-@click.option("--full", is_flag=True, help="Also stream every layer: sizes, digests, diff_ids, tar members.")
-@click.option("--json", "as_json", is_flag=True, help="JSON: {reference, mode, errors, warnings, infos, results}.")
+@click.option(
+    "--full", is_flag=True, help="Also stream every layer: sizes, digests, diff_ids, tar members."
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="JSON: {reference, mode, errors, warnings, infos, results}.",
+)
 @click.pass_obj
 def check(run: RunContext, source: str, full: bool, as_json: bool) -> None:
     """Validate the image SOURCE (ids and severities: docs/check.md); exit 1 on any error."""
@@ -179,14 +383,25 @@ def check(run: RunContext, source: str, full: bool, as_json: bool) -> None:
 
 
 def _fail(message: str, status: int) -> NoReturn:
+    _stop_progress()
     click.echo(f"occystrap: error: {message}", err=True)
     sys.exit(status)
+
+
+def _stop_progress() -> None:
+    if _State.reporter is not None:
+        _State.reporter.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
         args = _tls_verify_value(sys.argv[1:] if argv is None else argv)
-        cli.main(args=args, prog_name="occystrap", standalone_mode=False)
+        try:
+            # Not cli.main(): it echoes a blank line on Ctrl-C before re-raising.
+            with cli.make_context("occystrap", args) as ctx:
+                cli.invoke(ctx)
+        finally:
+            _stop_progress()  # a live view must never outlive the command (cursor, threads)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:

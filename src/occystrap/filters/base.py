@@ -1,7 +1,7 @@
 """The Filter protocol: what a filter may do to an image passing through.
 
-A filter sees each layer as a stream of tar entries (``process``) and the image config
-(``edit_config``). Filters are applied in command-line order: the first ``-f`` sees the
+A filter sees each layer as a stream of tar entries (``process``), the image config
+(``edit_config``) and the manifest's annotations (``edit_annotations``). Filters are applied in command-line order: the first ``-f`` sees the
 source's entries, and hands what it yields to the next. Filters never touch digests:
 the copy engine recomputes every diff_id, digest, size, config and manifest from what
 is actually written, so a filter cannot leave a stale config behind.
@@ -43,6 +43,8 @@ class LayerView:
     media_type: str
     created_by: str | None
     source_end: SourceEnd = field(default_factory=SourceEnd)
+    #: where the run keeps temporary files (``--temp-dir``; None: the system default)
+    temp_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,10 @@ class Filter(Protocol):
     def edit_config(self, config: ImageConfig) -> ImageConfig:
         """Return the config to write (before diff_ids are recomputed by the engine)."""
 
+    def edit_annotations(self, annotations: dict[str, str]) -> dict[str, str]:
+        """Return the annotations of the manifest to write (called only when the source's
+        manifest has some). A copy that changes them gets a new manifest."""
+
     def process(self, entries: Iterator[TarEntry], layer: LayerView) -> Iterator[TarEntry]:
         """Yield the entries of ``layer`` as they should continue down the chain.
 
@@ -86,6 +92,9 @@ class PassThrough:
 
     def edit_config(self, config: ImageConfig) -> ImageConfig:
         return config
+
+    def edit_annotations(self, annotations: dict[str, str]) -> dict[str, str]:
+        return annotations
 
     def process(self, entries: Iterator[TarEntry], layer: LayerView) -> Iterator[TarEntry]:
         return entries

@@ -9,7 +9,8 @@ keep their exact header bytes, so a layer where nothing matches is passed on unc
 Hardlinks (OCI layer spec): a link whose target was removed from the same layer becomes a
 regular file carrying the content and the target's metadata (xattrs included); later links
 to that target point at the new file. Removed file bodies are therefore copied to one
-anonymous temporary file per layer (disk, never memory), dropped at the layer's end. A link
+anonymous temporary file per layer (disk, never memory; in the run's ``--temp-dir``),
+dropped at the layer's end. A link
 whose target matches a pattern but is not in this layer (a lower layer's file, whose content
 this layer does not carry) is removed with a warning rather than left dangling.
 """
@@ -20,18 +21,12 @@ import logging
 import os
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO
 
 from ..errors import InvalidOption, OutputError
 from ..tario.entry import TarEntry
-from ..tario.paths import (
-    WHITEOUT_META_PREFIX,
-    match,
-    matches_or_under,
-    normalize,
-    whiteout_target,
-)
+from ..tario.paths import WHITEOUT_META_PREFIX, glob_test, normalize, whiteout_target
 from ..tario.writer import copy_info
 from .base import LayerView, PassThrough
 from .options import ExcludeOptions
@@ -40,20 +35,6 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _MAX_ALIASES = 64  # hops when a removed link names another removed link
-
-
-def glob_test(pattern: str, *, subtree: bool) -> Callable[[str], bool]:
-    """A test for normalized paths: :func:`match` (or :func:`matches_or_under` with
-    ``subtree``), except that a leading ``/`` anchors a one-component pattern at the top
-    (``/.git`` is the top-level ``.git`` only; ``.git`` is any ``.git``)."""
-    test = matches_or_under if subtree else match
-    test(pattern, "x")  # InvalidOption now for a bad pattern
-    body = pattern.strip("/")
-    if not pattern.startswith("/") or "/" in body:
-        return lambda path: test(pattern, path)
-    if subtree:
-        return lambda path: match(body, path.partition("/")[0])
-    return lambda path: "/" not in path and match(body, path)
 
 
 class Exclude(PassThrough):
@@ -136,7 +117,9 @@ class _LayerExclusion:
             return start
         if self.spool is None:
             try:
-                self.spool = tempfile.TemporaryFile(prefix="occystrap-exclude-")
+                self.spool = tempfile.TemporaryFile(
+                    prefix="occystrap-exclude-", dir=self.layer.temp_dir
+                )
             except OSError as e:
                 raise OutputError(
                     f"exclude: cannot create a temporary file: {e.strerror}"

@@ -8,7 +8,8 @@ An entry that already has ``mtime == ts`` and no time records passes through byt
 so the filter is idempotent and an already normalised layer keeps its digest. A PAX global
 header loses its time records too (and every later entry is re-encoded, since the global
 value no longer applies to it). The config's ``created`` and ``history[].created`` become
-``ts`` as well. ``ts`` defaults to ``$SOURCE_DATE_EPOCH``, else 0.
+``ts`` as well, and so does the manifest annotation ``org.opencontainers.image.created``
+when the source has it. ``ts`` defaults to ``$SOURCE_DATE_EPOCH``, else 0.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from ..tario.writer import copy_info
 from .base import LayerView, PassThrough
 from .options import NormalizeOptions
 
+#: the manifest annotation holding the image's creation date (OCI image spec)
+CREATED_ANNOTATION = "org.opencontainers.image.created"
 #: PAX records that carry a time (``mtime`` mirrors the header field and is recomputed).
 TIME_RECORDS = frozenset(("mtime", "atime", "ctime", "LIBARCHIVE.creationtime"))
 _MAX_TS = 8**11 - 1  # the largest mtime a USTAR header holds
@@ -91,3 +94,8 @@ class NormalizeTimestamps(PassThrough):
                         item["created"] = stamp
 
         return config.edit(set_dates)
+
+    def edit_annotations(self, annotations: dict[str, str]) -> dict[str, str]:
+        if CREATED_ANNOTATION not in annotations:
+            return annotations
+        return {**annotations, CREATED_ANNOTATION: rfc3339(self.timestamp)}

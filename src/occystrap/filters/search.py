@@ -29,9 +29,8 @@ from typing import Any
 from ..errors import InvalidOption
 from ..events import Reporter
 from ..tario.entry import TarEntry
-from ..tario.paths import is_opaque, is_whiteout, normalize, whiteout_target
+from ..tario.paths import glob_test, is_opaque, is_whiteout, normalize, whiteout_target
 from .base import ImageView, LayerView, PassThrough
-from .exclude import glob_test
 from .options import SearchOptions
 
 TYPES = {

@@ -96,7 +96,9 @@ class ImageConfig:
 
     def with_diff_ids(self, diff_ids: Sequence[Digest]) -> ImageConfig:
         def set_ids(obj: dict[str, Any]) -> None:
-            rootfs = obj.setdefault("rootfs", {"type": "layers"})
+            rootfs = obj.get("rootfs")
+            if not isinstance(rootfs, dict):  # absent, or null in the source
+                rootfs = obj["rootfs"] = {}
             rootfs["type"] = "layers"
             rootfs["diff_ids"] = [str(d) for d in diff_ids]
 

@@ -11,7 +11,13 @@ from .digest import Digest
 
 # The image-spec's variant defaults: an entry without a variant means this one.
 _DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7", "amd64": ""}
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm"}
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm",
+    "armel": "arm",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +33,18 @@ class Platform:
         """``os/arch[/variant]`` as docker writes it, e.g. ``linux/arm64/v8``."""
         parts = text.strip().split("/")
         if len(parts) not in (2, 3) or not all(parts):
-            raise InvalidOption(f"bad platform {text!r}; expected os/arch[/variant], e.g. linux/arm64/v8")
+            raise InvalidOption(
+                f"bad platform {text!r}; expected os/arch[/variant], e.g. linux/arm64/v8"
+            )
         arch = _ARCH_ALIASES.get(parts[1], parts[1])
         return cls(parts[0], arch, parts[2] if len(parts) == 3 else "")
 
     @classmethod
     def from_json(cls, obj: Any) -> Platform:
-        if not isinstance(obj, dict) or not isinstance(obj.get("os"), str) or not isinstance(
-            obj.get("architecture"), str
+        if (
+            not isinstance(obj, dict)
+            or not isinstance(obj.get("os"), str)
+            or not isinstance(obj.get("architecture"), str)
         ):
             raise MalformedInput("platform needs string 'os' and 'architecture'")
         feats = obj.get("os.features") or ()
@@ -108,7 +118,16 @@ class Descriptor:
             raise MalformedInput(f"{what} has malformed annotations")
         platform = Platform.from_json(obj["platform"]) if obj.get("platform") is not None else None
         urls = obj.get("urls")
-        known = {"mediaType", "digest", "size", "annotations", "platform", "urls", "artifactType", "data"}
+        known = {
+            "mediaType",
+            "digest",
+            "size",
+            "annotations",
+            "platform",
+            "urls",
+            "artifactType",
+            "data",
+        }
         return cls(
             media_type=media_type,
             digest=digest,
@@ -122,7 +141,11 @@ class Descriptor:
         )
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
+        out: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": str(self.digest),
+            "size": self.size,
+        }
         if self.urls:
             out["urls"] = list(self.urls)
         if self.annotations:

@@ -15,8 +15,8 @@ def load_json(raw: bytes, what: str, limit: int = MAX_JSON_BYTES) -> Any:
     if len(raw) > limit:
         raise LimitExceeded(f"{what} is {len(raw)} bytes, over the {limit}-byte limit")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 5000-digit number...
         raise MalformedInput(f"{what} is not valid JSON: {_short(e)}") from None
 
 
@@ -29,7 +29,16 @@ def load_object(raw: bytes, what: str, limit: int = MAX_JSON_BYTES) -> dict[str,
 
 def dump_canonical(obj: Any) -> bytes:
     """Compact, key-order preserving serialisation used for everything we generate."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone "\\ud800" escape read from the input
+        raise MalformedInput("JSON text holds a lone UTF-16 surrogate (not Unicode)") from None
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (Go and others refuse them): bad input."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _short(e: Exception) -> str:

@@ -77,13 +77,13 @@ class Index:
         for desc in self.manifests:
             if desc.platform is None:
                 continue
-            if _is_attestation(desc):
+            if is_attestation(desc):
                 continue
             offered.append(str(desc.platform))
             if wanted.matches(desc.platform):
                 return desc
         # An index whose only image entry has no platform (e.g. docker save): take it.
-        plain = [d for d in self.manifests if d.platform is None and not _is_attestation(d)]
+        plain = [d for d in self.manifests if d.platform is None and not is_attestation(d)]
         if len(plain) == 1 and not offered:
             return plain[0]
         raise PlatformNotFound(str(wanted), offered)
@@ -105,7 +105,8 @@ class Index:
         return cls(dump_canonical(obj), media_type, tuple(manifests), annotations)
 
 
-def _is_attestation(desc: Descriptor) -> bool:
+def is_attestation(desc: Descriptor) -> bool:
+    """True for an index entry that describes another entry (BuildKit provenance/SBOM)."""
     ann = desc.annotations or {}
     return ann.get("vnd.docker.reference.type") == "attestation-manifest" or (
         desc.platform is not None and desc.platform.os == "unknown"
@@ -121,14 +122,24 @@ def parse(raw: bytes, content_type: str | None = None, what: str = "manifest") -
     if content_type in SCHEMA1_TYPES or declared in SCHEMA1_TYPES or obj.get("schemaVersion") == 1:
         raise UnsupportedFormat(f"{what} is a Docker schema 1 manifest; convert it first")
     media_type = declared or _guess(obj, content_type)
-    if content_type and declared and content_type != declared and content_type not in (
-        "application/json",
-        "application/octet-stream",
+    if (
+        content_type
+        and declared
+        and content_type != declared
+        and content_type
+        not in (
+            "application/json",
+            "application/octet-stream",
+        )
     ):
         raise MalformedInput(f"{what} says it is {declared} but was served as {content_type}")
     if obj.get("schemaVersion") != 2:
         raise MalformedInput(f"{what} has schemaVersion {obj.get('schemaVersion')!r}, expected 2")
     annotations = obj.get("annotations")
+    if annotations is not None and not (
+        isinstance(annotations, dict) and all(isinstance(v, str) for v in annotations.values())
+    ):
+        raise MalformedInput(f"{what} has malformed annotations")
     if media_type in INDEX_TYPES:
         entries = obj.get("manifests")
         if not isinstance(entries, list):
@@ -141,7 +152,9 @@ def parse(raw: bytes, content_type: str | None = None, what: str = "manifest") -
             raise MalformedInput(f"{what} has no 'layers' list")
         config = Descriptor.from_json(obj.get("config"), f"{what} config descriptor")
         descs = tuple(Descriptor.from_json(e, f"{what} layer {i}") for i, e in enumerate(layers))
-        subject = Descriptor.from_json(obj["subject"], f"{what} subject") if obj.get("subject") else None
+        subject = (
+            Descriptor.from_json(obj["subject"], f"{what} subject") if obj.get("subject") else None
+        )
         return Manifest(raw, media_type, config, descs, annotations, subject)
     raise UnsupportedFormat(f"{what} has unknown media type {media_type!r}")
 

@@ -10,17 +10,20 @@ Glob semantics (``match(pattern, path)``), on normalized paths (see :func:`norma
   everything below ``a`` (not ``a`` itself). Elsewhere ``**`` acts like ``*``.
 * A pattern with no ``/`` (after dropping a trailing ``/``) matches a path whose last
   component matches it, at any depth (``*.pyc`` matches ``a/b/c.pyc``). A pattern with a
-  ``/`` is anchored at the root and matches the whole path (``usr/*/doc``).
+  ``/`` is anchored at the root and matches the whole path (``usr/*/doc``); so is one with
+  a leading ``/`` (``/.git`` is the top-level ``.git`` only, as in ``.gitignore``).
 * A trailing ``/`` is ignored (the type of the member is not known here).
 
 :func:`matches_or_under` also says yes for everything below a matching path, so excluding
-a directory by pattern removes its whole subtree.
+a directory by pattern removes its whole subtree. :func:`glob_test` compiles a pattern once
+into a test for paths that are already normalized.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 
 from ..errors import InvalidOption, MalformedInput
 
@@ -149,7 +152,7 @@ def glob_to_regex(pattern: str, *, subtree: bool = False) -> str:
     if not text:
         raise InvalidOption(f"empty glob pattern {pattern!r}")
     regex = _translate(text)
-    if "/" not in text:
+    if "/" not in text and not pattern.startswith("/"):
         regex = f"(?:.*/)?{regex}"
     return f"{regex}(?:/.*)?" if subtree else regex
 
@@ -160,6 +163,13 @@ def _compiled(pattern: str, subtree: bool) -> re.Pattern[str]:
         return re.compile(glob_to_regex(pattern, subtree=subtree), re.DOTALL)
     except re.error as exc:
         raise InvalidOption(f"bad glob pattern {pattern!r}: {exc}") from None
+
+
+def glob_test(pattern: str, *, subtree: bool = False) -> Callable[[str], bool]:
+    """:func:`match` (or :func:`matches_or_under` with ``subtree``) for ``pattern``, compiled
+    now (InvalidOption for a bad pattern), as a test of paths already normalized."""
+    fullmatch = _compiled(pattern, subtree).fullmatch
+    return lambda path: bool(path) and fullmatch(path) is not None
 
 
 def match(pattern: str, path: str) -> bool:

@@ -138,6 +138,7 @@ class TarReader:
             if size > MAX_EXTENDED or sum(map(len, raw)) + padded > MAX_HEADERS:
                 raise LimitExceeded(
                     f"tar extended header of {size} bytes at offset {offset} in {self.what}"
+                    f" (limit {MAX_EXTENDED} per header, {MAX_HEADERS} per member)"
                 )
             chunk = src.read(padded)
             if len(chunk) < padded:

@@ -180,31 +180,45 @@ class TarWriter:
 
 
 def iter_tar_bytes(entries: Iterable[TarEntry], *, record_size: int = BLOCK) -> Iterator[bytes]:
-    """The archive of ``entries`` as chunks of about 1 MiB (big bodies pass straight through)."""
+    """The archive of ``entries`` as chunks of about 1 MiB (big bodies pass straight through).
+
+    Small pieces are collected in a list and joined once per chunk: growing one buffer
+    instead reallocates and copies it many times per chunk.
+    """
     if record_size <= 0 or record_size % BLOCK:
         raise ValueError("record_size must be a positive multiple of 512")
     core = _Core()
-    total = 0
+    headers = core.buf
+    parts: list[bytes] = []
+    have = total = 0
     for entry in entries:
         size = core.header(entry)
+        parts.append(bytes(headers))
+        have += len(headers)
+        headers.clear()
         if size:
             if size <= CHUNK:
-                core.buf += _small_body(entry, size)
+                parts.append(_small_body(entry, size))
+                have += size
             else:
-                if core.buf:
-                    total += len(core.buf)
-                    yield bytes(core.buf)
-                    core.buf.clear()
+                if parts:
+                    total += have
+                    yield b"".join(parts)
+                    parts.clear()
+                    have = 0
                 for chunk in _chunks(entry, size):
                     total += len(chunk)
                     yield chunk
-            core.buf += PAD[-size % BLOCK]
-        if len(core.buf) >= CHUNK:
-            total += len(core.buf)
-            yield bytes(core.buf)
-            core.buf.clear()
-    core.buf += _trailer(total + len(core.buf), record_size)
-    yield bytes(core.buf)
+            if pad := PAD[-size % BLOCK]:
+                parts.append(pad)
+                have += len(pad)
+        if have >= CHUNK:
+            total += have
+            yield b"".join(parts)
+            parts.clear()
+            have = 0
+    parts.append(_trailer(total + have, record_size))
+    yield b"".join(parts)
 
 
 class _Limited:

@@ -137,4 +137,13 @@ def sink_opener(endpoint: Endpoint) -> SinkOpener:
     return opener
 
 
-__all__ = ["TRANSPORTS", "Endpoint", "Sink", "find", "parse", "sink_opener", "source_opener", "split_pairs"]
+__all__ = [
+    "TRANSPORTS",
+    "Endpoint",
+    "Sink",
+    "find",
+    "parse",
+    "sink_opener",
+    "source_opener",
+    "split_pairs",
+]

@@ -13,7 +13,9 @@ _CHUNK = 1 << 20
 
 
 class NullSink:
-    capabilities = SinkCapabilities(layer_form=LayerForm.STORED, thread_safe=True, compress_uncompressed=False)
+    capabilities = SinkCapabilities(
+        layer_form=LayerForm.STORED, thread_safe=True, compress_uncompressed=False
+    )
 
     def begin(self, image: Image) -> None:
         self.reference = image.reference

@@ -15,12 +15,16 @@ class TarSourceOptions:
 
 @dataclass(frozen=True)
 class TarSinkOptions:
-    tag: tuple[str, ...] = option((), "RepoTags to record (repeatable); default: the source's name:tag")
+    tag: tuple[str, ...] = option(
+        (), "RepoTags to record (repeatable); default: the source's name:tag"
+    )
 
 
 @dataclass(frozen=True)
 class OciDirSourceOptions:
-    platform: str | None = option(None, "os/arch[/variant] to pick from an index (default linux/amd64)")
+    platform: str | None = option(
+        None, "os/arch[/variant] to pick from an index (default linux/amd64)"
+    )
     index: int | None = option(None, "pick the Nth manifest of index.json instead of a ref name")
 
 
@@ -31,7 +35,9 @@ class OciDirSinkOptions:
 
 @dataclass(frozen=True)
 class DirSinkOptions:
-    unique_names: bool = option(False, "content-addressed layer store shared by many images (catalog.json)")
+    unique_names: bool = option(
+        False, "content-addressed layer store shared by many images (catalog.json)"
+    )
     expand: bool = option(False, "also extract the layers into PATH/rootfs with whiteouts applied")
 
 
@@ -42,7 +48,9 @@ class BundleSinkOptions:
 
 @dataclass(frozen=True)
 class RegistrySourceOptions:
-    platform: str | None = option(None, "os/arch[/variant] to pick from an index (default linux/amd64)")
+    platform: str | None = option(
+        None, "os/arch[/variant] to pick from an index (default linux/amd64)"
+    )
     insecure: bool = option(False, "use plain HTTP for this registry")
     tls_verify: bool = option(True, "verify the registry's TLS certificate")
 
@@ -57,10 +65,14 @@ class RegistrySinkOptions:
 
 @dataclass(frozen=True)
 class DaemonSourceOptions:
-    socket: str | None = option(None, "Engine API unix socket (default: $DOCKER_HOST, /var/run/docker.sock)")
+    socket: str | None = option(
+        None, "Engine API unix socket (default: $DOCKER_HOST, /var/run/docker.sock)"
+    )
     platform: str | None = option(None, "os/arch[/variant] (needs API >= 1.48)")
 
 
 @dataclass(frozen=True)
 class DaemonSinkOptions:
-    socket: str | None = option(None, "Engine API unix socket (default: $DOCKER_HOST, /var/run/docker.sock)")
+    socket: str | None = option(
+        None, "Engine API unix socket (default: $DOCKER_HOST, /var/run/docker.sock)"
+    )

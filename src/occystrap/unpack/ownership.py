@@ -1,4 +1,4 @@
-"""What the unpacking process may do to ownership and device nodes: privileged or rootless.
+"""What the unpacking process may do: ownership, device nodes, xattrs (``ApplyOptions``).
 
 A privileged unpack (real root, not inside a user namespace with a partial map) applies
 every entry's uid/gid with ``lchown`` semantics and creates device nodes with ``mknod``.
@@ -9,7 +9,7 @@ and counts what it skipped so the caller can report it (``LayerStats``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 _FULL_MAP = ("0", "0", "4294967295")
@@ -49,6 +49,15 @@ class OwnershipPolicy:
 
 PRIVILEGED = OwnershipPolicy(privileged=True)
 ROOTLESS = OwnershipPolicy(privileged=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOptions:
+    """How to apply layers; ``xattrs=False`` leaves extended attributes alone."""
+
+    ownership: OwnershipPolicy = field(default_factory=OwnershipPolicy.detect)
+    devices: DevicePolicy = DevicePolicy.CREATE
+    xattrs: bool = True
 
 
 def in_user_namespace() -> bool:

@@ -55,7 +55,7 @@ def resolve_user(spec: str, rootfs: str) -> ResolvedUser:
     """Turn ``user[:group]`` into numeric ids, reading the rootfs only when names need it."""
     user, _, group = spec.partition(":")
     if not user and not group:
-        return ResolvedUser(0, 0, (), None)
+        return ResolvedUser(0, 0, (), _home_of(0, rootfs))
     uid_value, gid_value = _numeric(user, spec), _numeric(group, spec)
 
     entry: _Passwd | None = None
@@ -72,12 +72,12 @@ def resolve_user(spec: str, rootfs: str) -> ResolvedUser:
         uid = entry.uid
 
     if gid_value is not None:
-        return ResolvedUser(uid, gid_value, (), entry.home if entry else None)
+        return ResolvedUser(uid, gid_value, (), entry.home if entry else _home_of(uid, rootfs))
     if group:
         found = next((g for g in _groups(rootfs, required=True) if g.name == group), None)
         if found is None:
             raise MalformedInput(f"group {group!r} not found in the image's /etc/group")
-        return ResolvedUser(uid, found.gid, (), entry.home if entry else None)
+        return ResolvedUser(uid, found.gid, (), entry.home if entry else _home_of(uid, rootfs))
     if entry is None:
         return ResolvedUser(uid, 0, (), None)
     if uid_value is not None:  # numeric user: conversion.md says leave additionalGids alone
@@ -86,6 +86,12 @@ def resolve_user(spec: str, rootfs: str) -> ResolvedUser:
         dict.fromkeys(g.gid for g in _groups(rootfs, required=False) if entry.name in g.members)
     )
     return ResolvedUser(uid, entry.gid, extra, entry.home)
+
+
+def _home_of(uid: int, rootfs: str) -> str | None:
+    """The home directory of the first passwd entry for ``uid``, as runc would pick it."""
+    entry = next((p for p in _passwd(rootfs, required=False) if p.uid == uid), None)
+    return entry.home if entry and entry.home else None
 
 
 def _numeric(text: str, spec: str) -> int | None:

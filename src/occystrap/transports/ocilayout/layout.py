@@ -1,8 +1,8 @@
 """What an OCI image layout is on disk: ``oci-layout``, ``index.json``, ``blobs/<alg>/<hex>``.
 
 Shared by the ``ocidir://`` source and sink: splitting ``PATH[:REF]``, the ref-name grammar,
-reading the two small JSON files with size caps, blob paths, and the exclusive lock that
-serialises read-modify-write of ``index.json`` between processes.
+which names an entry answers to, reading the two small JSON files with size caps, blob paths,
+and the exclusive lock that serialises read-modify-write of ``index.json`` between processes.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,8 +22,10 @@ from ...errors import (
     OutputError,
     UnsupportedFormat,
 )
+from ...model.descriptor import Descriptor
 from ...model.digest import Digest
 from ...model.jsonfile import load_object
+from ...model.media_types import MediaType
 
 LAYOUT_FILE = "oci-layout"
 INDEX_FILE = "index.json"
@@ -133,6 +135,57 @@ def ref_names(entry: Any) -> tuple[str, ...]:
     if not isinstance(ann, dict):
         return ()
     return tuple(v for k in (REF_NAME, CONTAINERD_NAME) if isinstance(v := ann.get(k), str))
+
+
+def answers_to(ref: str, names: Sequence[str]) -> bool:
+    """A ref matches a ref name or containerd name exactly, or a docker.io short form of it."""
+    for name in names:
+        if ref == name:
+            return True
+        for prefix in ("docker.io/library/", "docker.io/"):
+            if name.startswith(prefix) and name[len(prefix) :] == ref:
+                return True
+    return False
+
+
+def name_and_tag(top: Descriptor, ref: str | None) -> tuple[str | None, str | None]:
+    """Repository and tag: from containerd's full name, a full ref name, or the ref alone."""
+    ann = top.annotations or {}
+    for full in (ann.get(CONTAINERD_NAME), ann.get(REF_NAME)):
+        if full and "/" in full:
+            return _split_reference(full)
+    ref_name = ann.get(REF_NAME)
+    return None, ref_name or ref
+
+
+def _split_reference(full: str) -> tuple[str | None, str | None]:
+    base = full.split("@", 1)[0]
+    slash = base.rfind("/")
+    colon = base.rfind(":")
+    if colon > slash:
+        return base[:colon], base[colon + 1 :]
+    return base, None
+
+
+def with_entry(
+    doc: dict[str, Any], entry: dict[str, Any], ref: str | None, digest: str
+) -> dict[str, Any]:
+    """``index.json`` (``doc``) with ``entry`` appended, replacing the entry named ``ref``, or
+    without a ref an unnamed entry for the same ``digest``."""
+    kept = []
+    for old in doc["manifests"]:
+        ann = old.get("annotations") if isinstance(old, dict) else None
+        name = ann.get(REF_NAME) if isinstance(ann, dict) else None
+        if ref is not None and name == ref:
+            continue  # replaced by the new entry
+        if ref is None and name is None and isinstance(old, dict) and old.get("digest") == digest:
+            continue  # the same unnamed image again
+        kept.append(old)
+    return {
+        **doc,
+        "manifests": [*kept, entry],
+        "mediaType": doc.get("mediaType", MediaType.OCI_INDEX),
+    }
 
 
 @contextmanager

@@ -8,6 +8,11 @@ and renamed, so several processes writing different images into one layout all e
 An entry with the same ref name is replaced; without a ref name the entry is added once per
 manifest digest.
 
+It can hold an index (``holds_index``, ``--all-platforms``): the images' manifests and
+``put_index``'s indexes (exact bytes, so their digests are kept) are stored as blobs only, and
+``commit`` records the last thing put, the top index, in ``index.json``; the images it lists
+are reached through it and get no ``index.json`` entry of their own.
+
 ``abort`` removes the temporary files this sink created. Blobs that were completely written
 and verified stay: they are content addressed and unreferenced blobs are allowed by the
 image-layout spec, so they are harmless (and make a retry cheaper). ``index.json`` is never
@@ -29,7 +34,7 @@ from ...model.config import ImageConfig
 from ...model.descriptor import Descriptor, Platform
 from ...model.digest import Digest, Hasher
 from ...model.jsonfile import dump_canonical
-from ...model.manifest import Manifest
+from ...model.manifest import Index, Manifest
 from ...model.media_types import MediaType
 from ..base import BlobStream, LayerForm, LayerWrite, RunContext, SinkCapabilities
 from ..options import OciDirSinkOptions
@@ -46,6 +51,7 @@ from .layout import (
     is_layout,
     load_index_json,
     split_target,
+    with_entry,
 )
 
 log = logging.getLogger(__name__)
@@ -66,7 +72,7 @@ def open_sink(target: str, options: OciDirSinkOptions, ctx: RunContext) -> OciLa
 
 class OciLayoutSink:
     capabilities = SinkCapabilities(
-        layer_form=LayerForm.STORED, thread_safe=True, default_family="oci"
+        layer_form=LayerForm.STORED, thread_safe=True, default_family="oci", holds_index=True
     )
 
     def __init__(self, root: str, ref: str | None, ctx: RunContext) -> None:
@@ -76,7 +82,7 @@ class OciLayoutSink:
         self._lock = threading.Lock()
         self._temps: set[str] = set()
         self._config: ImageConfig | None = None
-        self._manifest: Manifest | None = None
+        self._last: Manifest | Index | None = None  # what commit names in index.json
         self._done = False
 
     # -- the Sink protocol --------------------------------------------------------------------
@@ -150,23 +156,31 @@ class OciLayoutSink:
 
     def put_manifest(self, manifest: Manifest) -> None:
         self._store_bytes(manifest.raw, manifest.digest)
-        self._manifest = manifest
+        self._last = manifest
+
+    def put_index(self, index: Index) -> None:
+        """Store the index's exact bytes; every manifest it lists was put before."""
+        self._store_bytes(index.raw, index.digest)
+        self._last = index
 
     def commit(self) -> str:
-        manifest = self._manifest
-        if manifest is None or self._done:
+        last = self._last
+        if last is None or self._done:
             raise OutputError(f"nothing to commit to {self.root}")
-        entry = manifest.descriptor().to_json()
-        platform = _platform(self._config)
+        entry = last.descriptor().to_json()
+        platform = _platform(self._config) if isinstance(last, Manifest) else None
         if platform is not None:
             entry["platform"] = platform.to_json()
         if self.ref:
             entry["annotations"] = {REF_NAME: self.ref}
         with exclusive_lock(self.root):
-            self._update_index(entry, str(manifest.digest))
+            self._update_index(entry, str(last.digest))
         self._done = True
         what = f"{self.ref}" if self.ref else "an unnamed image"
-        return f"wrote {what} ({manifest.digest}) to OCI layout {self.root}"
+        shown = str(last.digest)
+        if isinstance(last, Index):
+            shown += f", index of {len(last.manifests)} manifests"
+        return f"wrote {what} ({shown}) to OCI layout {self.root}"
 
     def abort(self) -> None:
         with self._lock:
@@ -193,22 +207,7 @@ class OciLayoutSink:
                 raise OutputError(f"cannot update {path}: {e}") from None
         else:
             doc = {"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX, "manifests": []}
-        kept = []
-        for old in doc["manifests"]:
-            ann = old.get("annotations") if isinstance(old, dict) else None
-            name = ann.get(REF_NAME) if isinstance(ann, dict) else None
-            if self.ref is not None and name == self.ref:
-                continue  # replaced by the new entry
-            if (
-                self.ref is None
-                and name is None
-                and isinstance(old, dict)
-                and old.get("digest") == digest
-            ):
-                continue  # the same unnamed image again
-            kept.append(old)
-        doc["manifests"] = [*kept, entry]
-        doc.setdefault("mediaType", MediaType.OCI_INDEX)
+        doc = with_entry(doc, entry, self.ref, digest)
         self._write_file(path, dump_canonical(doc))
 
     def _temp_path(self, directory: str) -> str:

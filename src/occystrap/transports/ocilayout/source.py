@@ -3,15 +3,18 @@
 The manifest is chosen by ref name (``org.opencontainers.image.ref.name``, or containerd's
 full ``io.containerd.image.name``), by ``?index=N``, or as the only image of ``index.json``.
 Nested indexes are followed (platform from ``?platform=``, else the run's platform, else
-linux/amd64) up to :data:`MAX_DEPTH` levels. Manifest, config and layer bytes are checked
-against their descriptors (size first, then digest); layers are opened lazily and may be read
-in parallel (``sequential=False``). ``Image.manifest`` keeps the stored bytes, so a copy that
-changes nothing reproduces the same manifest digest.
+linux/amd64) up to :data:`MAX_DEPTH` levels; with ``--all-platforms`` an index without that
+platform yields its first entry instead (``copy_index`` visits every entry anyway).
+Manifest, config and layer bytes are checked against their descriptors (size first, then
+digest); layers are opened lazily and may be read in parallel (``sequential=False``).
+``Image.manifest`` keeps the stored bytes, so a copy that changes nothing reproduces the same
+manifest digest; ``Image.index`` is the index the chosen ``index.json`` entry names, when it
+names one. ``Image.open_manifest`` opens any blob of the layout by descriptor (an index entry,
+attestation manifests included) as an Image.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,21 +40,22 @@ from ...model.media_types import MediaType
 from ..base import RunContext
 from ..options import OciDirSourceOptions
 from .layout import (
-    CONTAINERD_NAME,
     INDEX_FILE,
     MAX_INDEX_BYTES,
-    REF_NAME,
+    answers_to,
     blob_path,
     check_layout_file,
     load_index_json,
+    name_and_tag,
     ref_names,
     split_source_target,
 )
 
-log = logging.getLogger(__name__)
-
 #: How many image indexes may be nested below index.json.
 MAX_DEPTH = 8
+
+#: An image's repository, tag and source label, shared by the images of one index.
+_Names = tuple[str | None, str | None, str]
 
 
 @contextmanager
@@ -77,25 +81,50 @@ class OciLayoutReader:
         explicit = Platform.parse(options.platform) if options.platform else self.ctx.platform
         wanted = explicit or DEFAULT_PLATFORM
         top = self._choose(descs, entries, ref, options.index, wanted)
-        manifest, index = self._resolve(top, wanted)
-        config = ImageConfig.parse(self.read_small_blob(manifest.config, "image config"))
+        manifest, index, entry = self._resolve(top, wanted, self.ctx.all_platforms)
+        label = f"ocidir://{self.root}" + (f":{ref}" if ref else "")
+        image = self._image(manifest, index, entry, (*name_and_tag(top, ref), label), top)
         if explicit is not None and index is None:  # a plain manifest must still fit
+            config = image.config
             actual = top.platform or (config.platform if "architecture" in config.obj else None)
             if actual is not None and not explicit.matches(actual):
                 raise PlatformNotFound(str(explicit), [str(actual)])
-        name, tag = _name_and_tag(top, ref)
-        label = f"ocidir://{self.root}" + (f":{ref}" if ref else "")
+        return image
+
+    def open_manifest(self, desc: Descriptor, names: _Names) -> Image:
+        """The image ``desc`` names; for an index, its image for the run's platform, else
+        its first (``Image.index`` is then that index)."""
+        wanted = self.ctx.platform or DEFAULT_PLATFORM
+        manifest, index, entry = self._resolve(desc, wanted, any_entry=True)
+        return self._image(manifest, index, entry, names, desc)
+
+    def _image(
+        self,
+        manifest: Manifest,
+        index: Index | None,
+        entry: Descriptor,
+        names: _Names,
+        top: Descriptor,
+    ) -> Image:
+        """``names``: repository, tag and label; ``top``: the descriptor that was asked for."""
+        config = ImageConfig.parse(self.read_small_blob(manifest.config, "image config"))
+
+        @contextmanager
+        def open_manifest(desc: Descriptor) -> Iterator[Image]:
+            yield self.open_manifest(desc, names)
+
         return Image(
-            name=name,
-            tag=tag,
+            name=names[0],
+            tag=names[1],
             config=config,
             layers=self._layers(manifest, config),
             manifest=manifest,
             index=index,
-            platform=_platform_of(top, manifest, index, config),
+            platform=entry.platform or config.platform,
             sequential=False,
-            source_label=label,
+            source_label=names[2],
             annotations=dict(top.annotations or {}),
+            open_manifest=open_manifest,
         )
 
     # -- choosing the manifest ----------------------------------------------------------------
@@ -122,7 +151,7 @@ class OciLayoutReader:
         available = sorted({n for e in entries for n in ref_names(e)})
         if ref is not None:
             found = [
-                d for d, e in zip(descs, entries, strict=True) if _answers_to(ref, ref_names(e))
+                d for d, e in zip(descs, entries, strict=True) if answers_to(ref, ref_names(e))
             ]
             if not found:
                 offered = ", ".join(available) if available else "none (use ?index=N)"
@@ -144,14 +173,20 @@ class OciLayoutReader:
         if len({d.digest for d in found}) == 1:
             return found[0]
         if all(d.platform is not None for d in found):
-            return Index(b"", MediaType.OCI_INDEX, tuple(found)).select(wanted)
+            return _select(
+                Index(b"", MediaType.OCI_INDEX, tuple(found)), wanted, self.ctx.all_platforms
+            )
         raise InvalidReference(
             f"{what} names {len(found)} different images; pick one with ?index=N"
         )
 
-    def _resolve(self, top: Descriptor, wanted: Platform) -> tuple[Manifest, Index | None]:
-        """Follow indexes from ``top`` down to an image manifest."""
-        desc, index, seen = top, None, set()
+    def _resolve(
+        self, top: Descriptor, wanted: Platform, any_entry: bool
+    ) -> tuple[Manifest, Index | None, Descriptor]:
+        """Follow indexes from ``top`` down to an image manifest: that manifest, the index
+        ``top`` names (None for a plain manifest) and the descriptor that led to the manifest.
+        ``any_entry``: an index without ``wanted`` yields its first entry."""
+        desc, first, seen = top, None, set()
         for _ in range(MAX_DEPTH + 1):
             if desc.digest in seen:
                 raise LimitExceeded(f"index loop at {desc.digest} in {self.root}")
@@ -160,9 +195,9 @@ class OciLayoutReader:
                 self.read_small_blob(desc, "manifest"), desc.media_type, f"manifest {desc.digest}"
             )
             if isinstance(parsed, Manifest):
-                return parsed, index
-            index = parsed
-            desc = parsed.select(wanted)
+                return parsed, first, desc
+            first = parsed if first is None else first
+            desc = _select(parsed, wanted, any_entry)
         raise LimitExceeded(f"indexes nested deeper than {MAX_DEPTH} levels in {self.root}")
 
     # -- blobs --------------------------------------------------------------------------------
@@ -237,43 +272,11 @@ class OciLayoutReader:
         return opener
 
 
-def _answers_to(ref: str, names: Sequence[str]) -> bool:
-    """A ref matches a ref name or containerd name exactly, or a docker.io short form of it."""
-    for name in names:
-        if ref == name:
-            return True
-        for prefix in ("docker.io/library/", "docker.io/"):
-            if name.startswith(prefix) and name[len(prefix) :] == ref:
-                return True
-    return False
-
-
-def _name_and_tag(top: Descriptor, ref: str | None) -> tuple[str | None, str | None]:
-    """Repository and tag: from containerd's full name, a full ref name, or the ref alone."""
-    ann = top.annotations or {}
-    for full in (ann.get(CONTAINERD_NAME), ann.get(REF_NAME)):
-        if full and "/" in full:
-            return _split_reference(full)
-    ref_name = ann.get(REF_NAME)
-    return None, ref_name or ref
-
-
-def _split_reference(full: str) -> tuple[str | None, str | None]:
-    base = full.split("@", 1)[0]
-    slash = base.rfind("/")
-    colon = base.rfind(":")
-    if colon > slash:
-        return base[:colon], base[colon + 1 :]
-    return base, None
-
-
-def _platform_of(
-    top: Descriptor, manifest: Manifest, index: Index | None, config: ImageConfig
-) -> Platform:
-    if index is not None:
-        for d in index.manifests:
-            if d.digest == manifest.digest and d.platform is not None:
-                return d.platform
-    if top.platform is not None and top.digest == manifest.digest:
-        return top.platform
-    return config.platform
+def _select(index: Index, wanted: Platform, any_entry: bool) -> Descriptor:
+    """``index``'s entry for ``wanted``; with ``any_entry``, its first when none fits."""
+    try:
+        return index.select(wanted)
+    except PlatformNotFound:
+        if any_entry and index.manifests:
+            return index.manifests[0]
+        raise

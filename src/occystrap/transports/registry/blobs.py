@@ -76,6 +76,7 @@ class BlobReader(io.RawIOBase):
         self._response: httpx.Response | None = None
         self._chunks: Iterator[bytes] = iter(())
         self._pending = memoryview(b"")
+        self._carry = b""
         self._open()
 
     def _open(self) -> None:
@@ -108,12 +109,17 @@ class BlobReader(io.RawIOBase):
         self._chunks = response.iter_bytes()  # as it arrives: a drop loses nothing received
 
     def _next_chunk(self) -> bytes | None:
-        """Up to 1 MiB; bytes received before a drop are delivered first, then it resumes."""
+        """Exactly 1 MiB (less only at the end or before a drop, whose bytes are delivered
+        first; then it resumes). Whole chunks pass through readers without being cut again."""
         if self._dropped is not None:
             error, self._dropped = self._dropped, None
             self._resume(error)
         pieces: list[bytes] = []
         have = 0
+        if self._carry:  # received, not delivered yet; no drop is pending while it exists
+            head, self._carry = self._carry[:CHUNK], self._carry[CHUNK:]
+            pieces.append(head)
+            have = len(head)
         while have < CHUNK:
             try:
                 piece = next(self._chunks)
@@ -128,6 +134,8 @@ class BlobReader(io.RawIOBase):
             if self._skip:
                 cut = min(self._skip, len(piece))
                 piece, self._skip = piece[cut:], self._skip - cut
+            if len(piece) > CHUNK - have:
+                piece, self._carry = piece[: CHUNK - have], piece[CHUNK - have :]
             if piece:
                 pieces.append(piece)
                 have += len(piece)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from typing import NamedTuple
 
 import httpx
@@ -36,7 +37,7 @@ from .session import (
     _parse_digest,
     _read_capped,
 )
-from .upload import BlobSource, Uploader, UploadResult
+from .upload import BlobSource, Readable, Uploader, UploadResult
 
 TAGS_PAGE_MAX = 64 << 20
 
@@ -253,13 +254,19 @@ class RegistryClient(RegistrySession):
         digest: Digest | None = None,
         size: int | None = None,
         *,
-        chunk_size: int = 16 << 20,
+        chunk_size: int | None = None,
         monolithic_max: int = 32 << 20,
         mount_from: str | None = None,
+        reopen: Callable[[], Readable] | None = None,
+        check: bool = True,
     ) -> UploadResult:
-        """Upload a blob unless present; see :class:`.upload.Uploader` for the strategy."""
+        """Upload a blob unless present; see :class:`.upload.Uploader` for the strategy
+        (``reopen``: a fresh reader of a single-pass ``source``'s bytes, for re-sends;
+        ``check=False``: the caller has just seen the blob absent, so no ``HEAD`` first)."""
         uploader = Uploader(self, repository, chunk_size=chunk_size, monolithic_max=monolithic_max)
-        return uploader.upload(source, digest, size, mount_from=mount_from)
+        return uploader.upload(
+            source, digest, size, mount_from=mount_from, reopen=reopen, check=check
+        )
 
 
 # ---- helpers ---------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 :func:`open_layer` yields a reader that sends no request until the first ``read`` (so a sink
 that skips or mounts the blob costs nothing) and then streams the blob through a verifying
 :class:`~.blobs.BlobReader` (size, then digest; ``Range`` resume after a dropped connection).
+The download (receive, hash, keep) runs in a thread of its own, a few 1 MiB chunks ahead of
+the reader (:class:`~occystrap.copy_stages.Stage`), so that it overlaps with what the reader
+does with the bytes (decompress, write, upload) on another core.
 
 Cross-run resume. A blob of at least :data:`PARTIAL_MIN` bytes is also written, chunk by
 chunk as it streams, to ``PARTIAL_DIR/ALG-HEX.partial`` (held under an exclusive ``flock``, so
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from ...blobio.readers import CHUNK, IterReader
+from ...copy_stages import Stage
 from ...errors import DigestMismatch, IntegrityError, SizeMismatch
 from ...events import Stats
 from ...model.digest import Digest, Hasher
@@ -50,7 +54,7 @@ def open_layer(
 ) -> Iterator[BinaryIO]:
     """A reader of one verified blob (see the module docstring for the resume rules)."""
     fetch = _Fetch(client, repository, digest, size, partial_dir, stats)
-    reader = IterReader(fetch.chunks())
+    reader = IterReader(Stage(fetch.chunks(), "layer-fetch"))
     ok = False
     try:
         yield cast(BinaryIO, reader)

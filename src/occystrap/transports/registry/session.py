@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Self
@@ -98,15 +100,28 @@ class RegistrySession:
         self._warned: set[str] = set()
         if not isinstance(timeout, httpx.Timeout):
             timeout = httpx.Timeout(timeout, connect=min(15.0, timeout))
-        self._http = httpx.Client(
-            verify=self.tls.context(host),
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max(16, max_connections), max_keepalive_connections=16
-            ),
-            follow_redirects=False,
-            headers={"User-Agent": user_agent or f"occystrap/{__version__}"},
+        limits = httpx.Limits(
+            max_connections=max(16, max_connections), max_keepalive_connections=16
         )
+        headers = {"User-Agent": user_agent or f"occystrap/{__version__}"}
+        if self.scheme == "http" and not _env_proxies():
+            # Plain HTTP needs TLS only after a redirect to https (blob storage): build the
+            # verifying context (tens of ms of CPU: the system CAs) on first use only.
+            self._http = httpx.Client(
+                transport=httpx.HTTPTransport(verify=False, limits=limits),
+                mounts={"https://": _LazyTransport(lambda: self.tls.context(host), limits)},
+                timeout=timeout,
+                follow_redirects=False,
+                headers=headers,
+            )
+        else:
+            self._http = httpx.Client(
+                verify=self.tls.context(host),
+                timeout=timeout,
+                limits=limits,
+                follow_redirects=False,
+                headers=headers,
+            )
         self.auth = Authenticator(host, self._http, credentials, retry=self.retry, sleep=sleep)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -283,6 +298,32 @@ class RegistrySession:
 
 
 # ---- helpers ---------------------------------------------------------------------------
+
+
+class _LazyTransport(httpx.BaseTransport):
+    """An https transport whose SSL context is made when the first request needs it."""
+
+    def __init__(self, context: Callable[[], ssl.SSLContext], limits: httpx.Limits) -> None:
+        self._context, self._limits = context, limits
+        self._transport: httpx.HTTPTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            if self._transport is None:
+                self._transport = httpx.HTTPTransport(verify=self._context(), limits=self._limits)
+            transport = self._transport
+        return transport.handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._transport is not None:
+                self._transport.close()
+
+
+def _env_proxies() -> bool:
+    """Whether the environment names a proxy (httpx then sets up its own transports)."""
+    return any(key in ("http", "https", "all") for key in urllib.request.getproxies())
 
 
 def _read_capped(response: httpx.Response, limit: int, what: str, truncate: bool = False) -> bytes:

@@ -4,8 +4,11 @@ Layers arrive as stored (``LayerForm.STORED``) and may be pushed from several th
 
 * A layer whose digest is known (copied unchanged) is pushed straight from the stream:
   ``HEAD`` first (present: nothing is sent), a cross-repository mount when the layer's
-  ``origin`` is another repository of this host, else an upload (chunked ``PATCH``es read from
-  the stream, see :mod:`.upload`).
+  ``origin`` is another repository of this host, else an upload whose requests are streamed
+  from the stream as it is read (see :mod:`.upload`), so memory stays flat whatever the
+  layer's size. When the bytes are the source's stored blob and the source can open a layer
+  twice, bytes that must be re-sent after a failed request are read again from the source
+  (``Layer.open``); otherwise the upload keeps one chunk in memory to re-send it.
 * A layer compressed on the fly has no digest until its last byte. It is spooled to a
   temporary file (``--temp-dir``) while it is hashed, then ``HEAD`` and, only if absent, an
   upload from the file (one ``PUT`` up to 32 MiB, chunks beyond; restartable after a
@@ -28,6 +31,9 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import BinaryIO
 
 from ...blobio.spool import spool
 from ...errors import OutputError
@@ -43,6 +49,7 @@ from .client import RegistryClient
 from .connect import open_client
 from .reference import RegistryReference
 from .reference import parse as parse_reference
+from .upload import Readable
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +79,12 @@ class RegistrySink:
         self._pending: list[Manifest | Index] = []
         self._config_origin: dict[Digest, str] = {}
         self._closed = False
+        self._sequential = False
+        self._absent: set[Digest] = set()  # HEAD just said so: put_layer need not ask again
 
     def begin(self, image: Image) -> None:
         log.debug("pushing %s to %s", image.reference, self.ref)
+        self._sequential = image.sequential
         origins = {layer.origin for layer in image.layers if layer.origin}
         if len(origins) == 1:  # the config lives where the layers do: mount it too
             with self._lock:
@@ -87,6 +97,9 @@ class RegistrySink:
             size = self._held.get(digest)
         if size is None:
             found = self.client.head_blob(self.repo, digest)
+            if found is None:
+                with self._lock:
+                    self._absent.add(digest)
             if found is None or found < 0:
                 return None
             size = self._remember(digest, found)
@@ -95,8 +108,17 @@ class RegistrySink:
     def put_layer(self, blob: BlobStream, info: LayerWrite) -> Descriptor:
         if info.digest is not None:
             mount = self._mount_source(info.source.origin)
+            with self._lock:
+                asked = info.digest in self._absent
+                self._absent.discard(info.digest)
             result = self.client.upload_blob(
-                self.repo, blob, info.digest, info.size, mount_from=mount
+                self.repo,
+                blob,
+                info.digest,
+                info.size,
+                mount_from=mount,
+                reopen=self._reopener(info),
+                check=not asked,
             )
             size = info.size if info.size is not None else result.size
             digest = info.digest
@@ -124,6 +146,14 @@ class RegistrySink:
         )
         self._remember(config.digest, config.size)
         return Descriptor(MediaType.OCI_CONFIG, config.digest, config.size)
+
+    def _reopener(self, info: LayerWrite) -> Callable[[], Readable] | None:
+        """A fresh reader of the bytes being written, when they are the source's stored blob
+        (copied unchanged) and the source can open a layer more than once."""
+        layer = info.source
+        if self._sequential or layer.descriptor is None or layer.descriptor.digest != info.digest:
+            return None
+        return lambda: _Opened(layer.open())
 
     def _mount_source(self, origin: str | None) -> str | None:
         """The repository of this registry a blob from ``origin`` can be mounted from."""
@@ -180,3 +210,19 @@ class RegistrySink:
             self._closed = True
             self.ctx.stats.add(retries=self.client.stats.retries)
             self.client.close()
+
+
+class _Opened:
+    """The reader a context manager yields; ``close`` leaves the context."""
+
+    def __init__(self, opened: AbstractContextManager[BinaryIO]) -> None:
+        self._cm: AbstractContextManager[BinaryIO] | None = opened
+        self._f = opened.__enter__()
+
+    def read(self, n: int = -1, /) -> bytes:
+        return self._f.read(n)
+
+    def close(self) -> None:
+        cm, self._cm = self._cm, None
+        if cm is not None:
+            cm.__exit__(None, None, None)

@@ -1,0 +1,1 @@
+"""Cross-transport conformance: the round-trip matrix, memory bounds and the command line."""
