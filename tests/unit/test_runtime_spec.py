@@ -28,7 +28,7 @@ from occystrap.unpack.runtime_spec import build_runtime_config
 from occystrap.unpack.users import ResolvedUser, resolve_user
 
 IN_CI = os.environ.get("CI") == "true"
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs" / "runtime-spec"
+SPECS = Path(__file__).resolve().parents[1] / "specs" / "runtime-spec"  # vendored
 
 PASSWD = b"""root:x:0:0:root:/root:/bin/sh
 # a comment
