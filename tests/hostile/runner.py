@@ -1,7 +1,7 @@
 """Run hostile cases through the CLI into each output and judge what happened.
 
-One run is ``python -m occystrap -q --temp-dir TMP process SOURCE DEST`` in its own work
-directory ``W`` (the current directory of the child) holding ``out/`` (where DEST points)
+One run is ``python -m occystrap -q --temp-dir TMP process SOURCE DEST`` (forked from a
+server that imported occystrap once, see :mod:`forkserver`) in its own work directory ``W`` (the current directory of the child) holding ``out/`` (where DEST points)
 and ``tmp/`` (``--temp-dir``). Afterwards ``W`` must hold nothing else and ``tmp/`` must be
 empty, whatever the outcome. Runs go four at a time; each is independent.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .build import file_hashes
 from .cases import CORPUS, Case, all_cases
+from .forkserver import ForkServer, Result
 
 OUTPUT_URIS = {
     "tar": "tar://{out}/image.tar",
@@ -51,7 +52,9 @@ def case_dir(case: Case, generated_root: Path) -> Path:
     return generated_root / case.id if case.generated else CORPUS / case.id
 
 
-def run_one(case: Case, output: str, source_root: Path, work_root: Path) -> Run:
+def run_one(
+    case: Case, output: str, source_root: Path, work_root: Path, server: ForkServer | None = None
+) -> Run:
     work = work_root / case.id / output
     if work.exists():
         shutil.rmtree(work)
@@ -60,16 +63,22 @@ def run_one(case: Case, output: str, source_root: Path, work_root: Path) -> Run:
     out = work / "out"
     source = case.source.format(case=source_root)
     dest = OUTPUT_URIS[output].format(out=out)
-    argv = [sys.executable, "-m", "occystrap", "-q", "--temp-dir", str(work / "tmp"), *case.args]
-    argv += ["process", source, dest, *FILTER_ARGS.get(output, ())]
-    stdin = open(source_root / case.stdin, "rb") if case.stdin else subprocess.DEVNULL
-    try:
-        done = subprocess.run(
-            argv, cwd=work, stdin=stdin, capture_output=True, timeout=300, check=False
-        )
-    finally:
-        if case.stdin:
-            stdin.close()  # type: ignore[union-attr]
+    args = ["-q", "--temp-dir", str(work / "tmp"), *case.args]
+    args += ["process", source, dest, *FILTER_ARGS.get(output, ())]
+    stdin = source_root / case.stdin if case.stdin else None
+    if server is not None:
+        done = server.run(args, work, stdin, timeout=300)
+    else:
+        with open(stdin or os.devnull, "rb") as f:
+            ran = subprocess.run(
+                [sys.executable, "-m", "occystrap", *args],
+                cwd=work,
+                stdin=f,
+                capture_output=True,
+                timeout=300,
+                check=False,
+            )
+        done = Result(ran.returncode, ran.stdout, ran.stderr)
     leftovers = sorted(set(os.listdir(work)) - {"out", "tmp"})
     leftovers += [f"tmp/{n}" for n in sorted(os.listdir(work / "tmp"))]
     return Run(
@@ -135,12 +144,18 @@ def run_all(
     by_id = {c.id: c for c in all_cases()}
     allowed = set(outputs)
     jobs = [(by_id[i], o) for i, o in sorted(wanted) if o in allowed and o in by_id[i].outputs]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {
-            (c.id, o): pool.submit(run_one, c, o, case_dir(c, generated_root), work_root)
-            for c, o in jobs
-        }
-        return {key: f.result() for key, f in futures.items()}
+    server = ForkServer()  # real processes, without paying interpreter start-up each time
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = {
+                (c.id, o): pool.submit(
+                    run_one, c, o, case_dir(c, generated_root), work_root, server
+                )
+                for c, o in jobs
+            }
+            return {key: f.result() for key, f in futures.items()}
+    finally:
+        server.close()
 
 
 def problems(run: Run) -> list[str]:
