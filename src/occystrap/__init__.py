@@ -5,6 +5,8 @@ result = occystrap.process("tar://in.tar", "ocidir://out:v1", ["normalize-timest
 print(result.manifest.digest)
 """
 
+import logging
+
 from .api import open_sink, open_source, process
 from .copy import CopyResult, copy_image
 from .errors import OccystrapError
@@ -12,6 +14,9 @@ from .filters.catalog import parse_filter
 from .transports.base import RegistrySettings, RunContext
 
 __version__ = "1.0.0.dev0"
+
+# A library stays silent unless its host configures logging (no "last resort" stderr lines).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "CopyResult",

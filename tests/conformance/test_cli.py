@@ -264,8 +264,9 @@ def test_filter_options_are_checked(spec: Any, archive: Path, out: Path) -> None
         (["--parallel", "0"], ["1<=x<=64"]),
         (["--platform", "linux"], ["os/arch"]),
         (["--no-such-flag"], ["--no-such-flag"]),
+        (["--temp-dir", "/no/such/dir"], ["--temp-dir", "does not exist"]),
     ],
-    ids=["compression", "parallel", "platform", "unknown-flag"],
+    ids=["compression", "parallel", "platform", "unknown-flag", "missing-temp-dir"],
 )
 def test_bad_flags(args: list[str], says: list[str], archive: Path, out: Path) -> None:
     line = one_line_error(
@@ -273,6 +274,20 @@ def test_bad_flags(args: list[str], says: list[str], archive: Path, out: Path) -
     )
     for word in says:
         assert word in line, line
+
+
+def test_the_library_is_silent_without_logging_config(archive: Path, tmp_path: Path) -> None:
+    """A warning inside the library must not reach stderr through Python's last-resort
+    handler when the embedding program configured no logging."""
+    code = (
+        "import logging, occystrap, sys\n"
+        "logging.getLogger('occystrap.copy').warning('would be printed without a handler')\n"
+        f"occystrap.process('tar://{archive}', 'tar://{tmp_path}/o.tar')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == (b"", b"")
+    assert (tmp_path / "o.tar").is_file()
 
 
 def test_sink_only_scheme_as_source(out: Path) -> None:

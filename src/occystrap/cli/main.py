@@ -29,6 +29,7 @@ from .report import CliReporter, summary_line
 
 class _State:
     debug = False
+    json_output = False  # -O json
     reporter: CliReporter | None = None
 
 
@@ -163,7 +164,7 @@ def _tls_verify_value(argv: list[str]) -> list[str]:
 )
 @click.option(
     "--temp-dir",
-    type=click.Path(file_okay=False),
+    type=click.Path(exists=True, file_okay=False, writable=True),
     envvar="OCCYSTRAP_TEMP_DIR",
     help="Where temporary files go [system default].",
 )
@@ -175,6 +176,30 @@ def _tls_verify_value(argv: list[str]) -> list[str]:
     show_default=True,
     help="Retries per registry request.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="OCCYSTRAP_TIMEOUT",
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Network timeout per registry request (connect, and each read or write).",
+)
+@click.option(
+    "--output-format",
+    "-O",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Compatibility: json makes info and check print JSON (same as their --json).",
+)
+@click.option(
+    "--verify/--no-verify",
+    envvar="OCCYSTRAP_VERIFY",
+    default=True,
+    hidden=True,  # the reference tool's read-back; every byte is verified while written
+)
+@click.option("--verify-full", envvar="OCCYSTRAP_VERIFY_FULL", is_flag=True, hidden=True)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -199,9 +224,20 @@ def cli(
     jobs: int,
     temp_dir: str | None,
     retries: int,
+    timeout: float,
+    output_format: str,
+    verify: bool,
+    verify_full: bool,
 ) -> None:
-    """Process container images as a stream: SOURCE -> filters -> DEST."""
+    """Process container images as a stream: SOURCE -> filters -> DEST.
+
+    \f
+    Every byte is checked against its size and digest while it is written, and an output
+    appears only when complete: the reference tool's --verify/--no-verify/--verify-full
+    are accepted for compatibility and change nothing.
+    """
     _State.debug = debug
+    _State.json_output = output_format == "json"
     reporter = _State.reporter = CliReporter(quiet=quiet)
     _configure_logging(verbose, debug, reporter)
     if compression_level is not None:
@@ -224,6 +260,7 @@ def cli(
             cert_dir=cert_dir,
             insecure_hosts=("*",) if insecure else (),
             retries=retries,
+            timeout=timeout,
         ),
         reporter=reporter,
         stats=stats,
@@ -252,11 +289,14 @@ def cli(
 def process(run: RunContext, source: str, dest: str, filters: tuple[str, ...]) -> None:
     """Copy the image SOURCE to DEST through the given filters."""
     from ..api import process as run_process
+    from ..transports import parse as parse_uri
 
-    started = time.monotonic()
-    result = run_process(source, dest, list(filters), run)
     reporter = run.reporter
     assert isinstance(reporter, CliReporter)
+    target = parse_uri(dest, "destination")
+    reporter.results_on_stderr = target.transport.scheme == "tar" and target.target == "-"
+    started = time.monotonic()
+    result = run_process(source, dest, list(filters), run)
     reporter.close()
     reporter.notice(result.description)
     reporter.summary(summary_line(run.stats, time.monotonic() - started))
@@ -352,6 +392,7 @@ def info(run: RunContext, source: str, as_json: bool) -> None:
     from ..api import open_source
     from ..info import describe, render_text
 
+    as_json = as_json or _State.json_output
     with open_source(source, run) as image:
         described = describe(image)
     click.echo(
@@ -377,6 +418,7 @@ def check(run: RunContext, source: str, full: bool, as_json: bool) -> None:
 
     from ..check import run_check
 
+    as_json = as_json or _State.json_output
     report = run_check(source, run, full=full)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.render_text())
     sys.exit(1 if report.errors else 0)

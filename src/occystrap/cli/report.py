@@ -1,9 +1,10 @@
 """The CLI's Reporter: notices, progress and the summary line on stderr; results on stdout.
 
 Everything here goes to stderr except :meth:`CliReporter.result` (search hits), so an image
-written to stdout (``tar://-``) or ``--json`` output stays clean. ``quiet`` silences all of
-it but results (errors are printed by ``main``). Progress is a live view when stderr is a
-terminal and plain lines otherwise (see :mod:`.progress`).
+written to stdout (``tar://-``) or ``--json`` output stays clean. When the image itself goes
+to stdout, results go to stderr too (``results_on_stderr``), after the image's bytes.
+``quiet`` silences all of it but results (errors are printed by ``main``). Progress is a
+live view when stderr is a terminal and plain lines otherwise (see :mod:`.progress`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class CliReporter:
     ) -> None:
         self.quiet = quiet
         self.out = out if out is not None else sys.stderr
+        #: stdout carries the image (``tar://-``): results must not be mixed into it
+        self.results_on_stderr = False
         self._lock = threading.Lock()
         self.tally = Tally()
         self.view: LiveView | PlainView | None = None
@@ -77,6 +80,9 @@ class CliReporter:
 
     def result(self, text: str) -> None:
         """Output the user asked for (search hits): stdout, even when quiet."""
+        if self.results_on_stderr:
+            self.write_line(text)
+            return
         view = self.view
         if isinstance(view, LiveView) and wants_live(sys.stdout):
             view.print_stdout(text, sys.stdout)  # the same terminal: keep the display intact
