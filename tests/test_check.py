@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import io
 import json
 import re
@@ -811,8 +810,6 @@ def test_registry_images(
     busybox_layout: LayoutInfo,
     tmp_path: Path,
 ) -> None:
-    if importlib.util.find_spec("occystrap.transports.registry.source") is None:
-        pytest.skip("the registry:// source is not written yet (being finished elsewhere)")
     reg = registry_plain
 
     def uri(repo: str) -> str:
@@ -845,8 +842,6 @@ def test_registry_images(
 def test_registry_index_with_a_missing_child(
     run_occystrap: OccystrapRunner, registry_plain: Registry, tmp_path: Path
 ) -> None:
-    if importlib.util.find_spec("occystrap.transports.registry.source") is None:
-        pytest.skip("the registry:// source is not written yet (being finished elsewhere)")
     reg = registry_plain
     root = _multi_platform(tmp_path)
     target = reg.ref("lab/check-sparse", "v1")

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -117,21 +115,12 @@ def test_normalized_image_is_a_fixed_point(
     assert [w.outcome for w in again.layers] == ["copied"] * 3
 
 
-def _registry_sink_available() -> bool:
-    return importlib.util.find_spec("occystrap.transports.registry.sink") is not None
-
-
 def test_registry_outputs_are_identical(
     builds: tuple[LayoutInfo, LayoutInfo],
     registry_plain: Registry,
     tmp_path: Path,
     run_occystrap: OccystrapRunner,
 ) -> None:
-    if not _registry_sink_available():
-        message = "occystrap.transports.registry.sink does not exist yet"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
     digests = []
     for i, info in enumerate(builds):
         dest = f"registry://{registry_plain.host}/repro/app:build{i}?insecure=true"

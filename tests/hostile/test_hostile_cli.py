@@ -16,7 +16,6 @@ Reproduce the table in docs/reliability.md with::
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
 from collections.abc import Iterator
@@ -33,15 +32,6 @@ from .runner import Run, problems, run_all, verify_corpus_files
 CASES = {c.id: c for c in all_cases()}
 SENTINEL_TEXT = b"sentinel: hostile input must not change this file\n"
 
-
-def _bundle_ready() -> bool:
-    return importlib.util.find_spec("occystrap.transports.bundle.sink") is not None
-
-
-def _outputs() -> list[str]:
-    if _bundle_ready() or os.environ.get("CI") == "true":
-        return list(OUTPUTS)
-    return [o for o in OUTPUTS if o != "bundle"]
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +54,7 @@ def hostile_runs(
             wanted.add((params["case_id"], params["output"]))
     if not wanted:
         wanted = {(c.id, o) for c in CASES.values() for o in c.outputs}
-    yield run_all(wanted, _outputs(), root / "generated", root / "runs")
+    yield run_all(wanted, OUTPUTS, root / "generated", root / "runs")
 
 
 def _params() -> list[object]:
@@ -81,8 +71,6 @@ def _params() -> list[object]:
 def test_case_into_output(
     hostile_runs: dict[tuple[str, str], Run], case_id: str, output: str
 ) -> None:
-    if output == "bundle" and not _bundle_ready():
-        pytest.skip("oci:// bundle sink not implemented yet (fails under CI=true)")
     run = hostile_runs[(case_id, output)]
     bad = problems(run)
     assert not bad, (

@@ -805,3 +805,44 @@ def test_one_gib_layer_keeps_memory_flat(work: Path, peak_rss: Callable[..., int
     assert list(spool_dir.iterdir()) == []
     stdout.unlink()
     archive.unlink()
+
+
+def test_plain_layers_into_a_tar_go_one_at_a_time_without_spooling(
+    flavours: dict[str, Path], work: Path, reference_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tar:// to tar:// with plain layers: no layer waits in a spool, the bytes are the same."""
+    from occystrap.transports.dockerarchive import sink as tar_sink
+
+    spooled: list[int] = []
+    real_spool = tar_sink.spool
+
+    def counting_spool(*args: Any, **kwargs: Any) -> Any:
+        spooled.append(1)
+        return real_spool(*args, **kwargs)
+
+    monkeypatch.setattr(tar_sink, "spool", counting_spool)
+    out = work / "one-at-a-time.tar"
+    api.process(f"tar://{flavours['podman']}", f"tar://{out}", ctx=RunContext(jobs=8))
+    assert spooled == []
+    assert sha256(out) == sha256(reference_output)
+
+
+def test_spooled_layers_are_copied_without_copy_file_range_too(
+    work: Path, layout: LayoutInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Layers that arrive early are spooled; copy_file_range or not, the bytes are the same."""
+    layers = [[file(f"f{i}.bin", os.urandom(1) * (i * 700_000 % 3_000_000 + 10))] for i in range(6)]
+    src = images.build_oci_layout(work / "cfr", layers, tag="m")
+    outs = []
+    for mode in ("kernel", "fallback"):
+        if mode == "fallback":
+
+            def no_copy_range(*args: Any) -> int:
+                raise OSError(38, "Function not implemented")  # ENOSYS
+
+            monkeypatch.setattr(os, "copy_file_range", no_copy_range)
+        out = work / f"cfr-{mode}.tar"
+        api.process(f"ocidir://{src.path}:m", f"tar://{out}?tag=lab/cfr:1", ctx=RunContext(jobs=6))
+        outs.append(sha256(out))
+    assert outs[0] == outs[1]
+    assert skopeo_diff_ids(work / "cfr-kernel.tar", work) == src.diff_ids

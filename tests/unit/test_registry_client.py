@@ -1011,6 +1011,29 @@ def test_upload_streams_a_single_pass_source(fake: tuple[FakeRegistry, Server]) 
     assert max(src.reads) <= 1 << 20 and src.at_end and reopen.calls == 0
 
 
+def test_upload_streamed_blob_goes_in_few_patches(fake: tuple[FakeRegistry, Server]) -> None:
+    """Each PATCH costs the registry a flush and fsync: a big streamed blob goes in at most
+    STREAM_PATCHES requests whose size is a multiple of STREAM_CHUNK (16 MiB); a 34 MiB one
+    still goes in 16 MiB PATCHes."""
+    from occystrap.transports.registry.upload import STREAM_CHUNK, STREAM_PATCHES, stream_chunk
+
+    assert STREAM_CHUNK == 16 << 20 and STREAM_PATCHES == 3
+    assert stream_chunk(34 << 20) == 16 << 20 and stream_chunk(None) == 16 << 20
+    assert stream_chunk(200_000_000) == 64 << 20 and stream_chunk(48 << 20) == 16 << 20
+    assert stream_chunk((48 << 20) + 1) == 32 << 20
+    app, server = fake
+    data = os.urandom((100 << 20) + 7)
+    src, reopen = Tracked(data), Reopener(data)
+    with client_for(server) as c:
+        result = c.upload_blob("a", src, Digest.parse(sha(data)), len(data), reopen=reopen)
+    assert result == ("uploaded", Digest.parse(sha(data)), len(data))
+    assert app.blobs[sha(data)] == data
+    ranges = [p.headers["content-range"] for p in app.requests("PATCH")]
+    step = 48 << 20
+    assert ranges == [f"0-{step - 1}", f"{step}-{2 * step - 1}", f"{2 * step}-{len(data) - 1}"]
+    assert max(src.reads) <= 1 << 20 and src.at_end and reopen.calls == 0
+
+
 def test_upload_source_error_is_raised_not_retried(fake: tuple[FakeRegistry, Server]) -> None:
     app, server = fake
     data = os.urandom(3 << 20)

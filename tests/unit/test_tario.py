@@ -919,3 +919,129 @@ def test_checked_tar_passes_bytes_and_refuses_what_is_not_a_tar() -> None:
             with checked_tar(io.BytesIO(bad), "layer 7") as stream:
                 while stream.read(1 << 16):
                     pass
+
+
+def _full_parse_outcome(data: bytes) -> str:
+    """What iterating every entry and reading every body says about ``data``."""
+    try:
+        for entry in iter_entries(io.BytesIO(data), what="layer 3"):
+            entry.body.read()
+    except (MalformedInput, LimitExceeded) as e:
+        return f"{type(e).__name__}: {e}"
+    return "ok"
+
+
+def _walk_outcome(data: bytes, read_size: int = 1 << 20) -> str:
+    """What checked_tar says about ``data``; the bytes must come out unchanged."""
+    from occystrap.tario.check import checked_tar
+
+    out = bytearray()
+    try:
+        with checked_tar(io.BytesIO(data), "layer 3") as stream:
+            while chunk := stream.read(read_size):
+                out += chunk
+    except (MalformedInput, LimitExceeded) as e:
+        assert data.startswith(bytes(out))
+        return f"{type(e).__name__}: {e}"
+    assert bytes(out) == data
+    return "ok"
+
+
+def _walk_corpus() -> list[bytes]:
+    members = synthetic_members() + big_members()
+    return [
+        tar_of(*members, fmt=tarfile.PAX_FORMAT),
+        tar_of(*members, fmt=tarfile.GNU_FORMAT),
+        tar_of(*synthetic_members(), fmt=tarfile.USTAR_FORMAT),
+        tar_of(*synthetic_members(), (member("big"), os.urandom(3 << 20 | 77))),
+    ]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_checked_tar_refuses_exactly_what_the_reader_refuses(data: st.DataObject) -> None:
+    """The walker (headers only, bodies skipped) and a full parse agree on damaged tars."""
+    tar = data.draw(st.sampled_from(_walk_corpus()))
+    how = data.draw(st.sampled_from(["flip", "cut", "none"]))
+    if how == "flip":
+        at = data.draw(st.integers(0, min(len(tar), 40_000) - 1))
+        value = data.draw(st.integers(0, 255))
+        tar = tar[:at] + bytes([value]) + tar[at + 1 :]
+    elif how == "cut":
+        tar = tar[: data.draw(st.integers(0, len(tar)))]
+    read_size = data.draw(st.sampled_from([1 << 20, 512, 7777]))
+    assert _walk_outcome(tar, read_size) == _full_parse_outcome(tar)
+
+
+def test_checked_tar_walks_sparse_and_global_members(tmp_path: Path) -> None:
+    sparse = tmp_path / "sparse"
+    with open(sparse, "wb") as f:
+        f.seek(5 << 20)
+        f.write(b"end")
+    for flags in (["--format=gnu"], ["--format=posix", "--sparse-version=1.0"]):
+        path = tmp_path / "s.tar"
+        run([require("tar"), "--sparse", *flags, "-cf", path, "-C", tmp_path, "sparse"])
+        tar = path.read_bytes()
+        assert _walk_outcome(tar) == "ok" == _full_parse_outcome(tar)
+        cut = tar[: tar.rindex(b"end") + 1]
+        assert _walk_outcome(cut) == _full_parse_outcome(cut) != "ok"
+    buf = io.BytesIO()
+    records = {"uid": "7", "comment": "x"}
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, pax_headers=records) as tf:
+        tf.addfile(member("f"), io.BytesIO(b""))
+    tar = buf.getvalue()
+    assert tar[156:157] == b"g"
+    assert _walk_outcome(tar) == "ok" == _full_parse_outcome(tar)
+    bad = tar.replace(b"uid=7", b"uid=x")
+    assert _walk_outcome(bad) == _full_parse_outcome(bad) != "ok"
+
+
+def test_checked_tar_stays_a_few_chunks_ahead() -> None:
+    """A big body is skipped a chunk at a time: memory does not grow with the member."""
+    from occystrap.tario.check import CheckedTar
+
+    tar = tar_of((member("big"), bytes(40 << 20)), (member("small"), b"x"))
+    checked = CheckedTar(io.BytesIO(tar), "layer 1")
+    tracemalloc.start()
+    try:
+        total = 0
+        while chunk := checked.read(1 << 20):
+            total += len(chunk)
+            del chunk
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == len(tar) and checked.checked
+    assert peak < 8 << 20
+
+
+def test_checked_tar_left_unread_is_an_error() -> None:
+    from occystrap.tario.check import checked_tar
+
+    tar = tar_of(*synthetic_members())
+    with pytest.raises(MalformedInput, match="not read to its end"):
+        with checked_tar(io.BytesIO(tar), "layer 2") as stream:
+            stream.read(1024)
+    with checked_tar(io.BytesIO(tar), "layer 2") as stream:  # every byte, no final b""
+        assert stream.read(len(tar)) == tar
+
+
+def test_source_skip_reads_whole_chunks_and_keeps_the_rest() -> None:
+    from occystrap.tario.source import CHUNK, Source
+
+    sizes: list[int] = []
+
+    class Spy(io.BytesIO):
+        def read(self, n: int | None = -1, /) -> bytes:
+            data = super().read(n)
+            sizes.append(len(data))
+            return data
+
+    data = bytes(range(256)) * (3 * CHUNK // 256)
+    src = Source(Spy(data))
+    assert src.read(10) == data[:10]
+    assert src.skip(CHUNK + 5) == CHUNK + 5
+    assert src.tell() == CHUNK + 15
+    assert src.read(7) == data[CHUNK + 15 : CHUNK + 22]
+    assert src.skip(10 * CHUNK) == len(data) - CHUNK - 22
+    assert all(n == CHUNK for n in sizes[:-1])
