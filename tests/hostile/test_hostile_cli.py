@@ -33,7 +33,6 @@ CASES = {c.id: c for c in all_cases()}
 SENTINEL_TEXT = b"sentinel: hostile input must not change this file\n"
 
 
-
 @pytest.fixture(scope="session")
 def hostile_runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
