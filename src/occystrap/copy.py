@@ -17,7 +17,8 @@ For each layer the engine picks one of four routes, from what the sink wants
   decompresses a copy of the stream for the observers.
 
 Threads: layers run in parallel when the sink is thread safe and the source is not a
-stream; within a layer, reading and decompressing, tar parsing and filtering, and hashing,
+stream (but one at a time when plain layers go to a sink writing one stream, which would
+spool all but one of them); within a layer, reading and decompressing, tar parsing and filtering, and hashing,
 compressing and writing run in threads of their own (``occystrap.copy_stages``), since
 hashing, (de)compression and I/O release the GIL. Bytes the source verifies against their
 descriptor as they stream are not hashed a second time.
@@ -200,9 +201,14 @@ class _Engine:
             stored = rec.watch_stored(self._open_verified(layer, stack))
             stream, compression = _decompress(stored, layer)
             stream = rec.watch_plain(stream)
-            if not self.chain:  # observers parse the tar themselves
+            # The tar check (observers parse the tar themselves) runs where there is less
+            # to do: with the decompression, or else here while the reader thread hashes.
+            check = not self.chain
+            if check and compression != "none":
                 stream = stack.enter_context(checked_tar(stream, f"layer {layer.index}"))
-            plain = IterReader(stack.enter_context(Stage(chunks_of(stream), "layer-read")))
+            plain: Reader = IterReader(stack.enter_context(Stage(chunks_of(stream), "layer-read")))
+            if check and compression == "none":
+                plain = stack.enter_context(checked_tar(plain, f"layer {layer.index}"))
             d = layer.descriptor
             blob: HashingReader | KnownBlob
             if (
@@ -297,8 +303,14 @@ class _Engine:
         state = _ChangeTracker()
         compression = self.ctx.compression
         with ExitStack() as stack:
-            stream, _ = _decompress(rec.watch_stored(self._open_verified(layer, stack)), layer)
-            if layer.diff_id is not None:  # the content must be what the config says
+            stream, plain_kind = _decompress(
+                rec.watch_stored(self._open_verified(layer, stack)), layer
+            )
+            d = layer.descriptor
+            # The content must be what the config says; the source already verifies plain
+            # stored bytes whose digest is the diff_id, so they are not hashed twice.
+            source_checks = plain_kind == "none" and d is not None and d.digest == layer.diff_id
+            if layer.diff_id is not None and not source_checks:
                 what = f"layer {layer.index} (diff_id)"
                 stream = VerifyingReader(stream, _Expect(layer.diff_id, None), what)
             stream = rec.watch_plain(stream)
@@ -476,6 +488,7 @@ class _Engine:
             and not self.image.sequential
             and caps.thread_safe
             and not caps.ordered
+            and not self._copies_into_one_stream()
         )
         if not parallel:
             return [self.transfer(layer) for layer in layers]
@@ -489,6 +502,20 @@ class _Engine:
                         p.cancel()
                     raise exc
             return [f.result() for f in futures]
+
+    def _copies_into_one_stream(self) -> bool:
+        """Plain stored layers bound for a sink that writes one stream (tar://).
+
+        Such a sink spools every layer that arrives before its turn (written, read back
+        and written again), which costs more than a second core saves when there is no
+        decompression to share out: each layer is then handled in turn, its reading,
+        tar work and writing still in threads of their own.
+        """
+        return (
+            bool(getattr(self.sink, "writes_one_stream", False))
+            and self.form is LayerForm.UNCOMPRESSED
+            and all(layer.compression == "none" for layer in self.image.layers)
+        )
 
     def _manifest(
         self, written: Sequence[Written], config: ImageConfig, config_desc: Descriptor

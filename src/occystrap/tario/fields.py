@@ -78,14 +78,19 @@ def text(field: bytes) -> str:
     return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
+def header_name(fields: tuple[bytes, ...]) -> str:
+    """The member name of unpacked ``fields`` (with the USTAR prefix)."""
+    if fields[9] == b"ustar\x0000" and fields[14][0]:
+        return text(fields[14]) + "/" + text(fields[0])
+    return text(fields[0])
+
+
 def header_info(fields: tuple[bytes, ...]) -> tarfile.TarInfo:
     """A TarInfo with the name, link, owner names and device numbers of unpacked ``fields``.
 
     The numbers (mode, ids, size, mtime) are the caller's; ValueError for a bad device number.
     """
-    info = tarfile.TarInfo(text(fields[0]))
-    if fields[9] == b"ustar\x0000" and fields[14][0]:
-        info.name = text(fields[14]) + "/" + info.name
+    info = tarfile.TarInfo(header_name(fields))
     if fields[8][0]:
         info.linkname = text(fields[8])
     if fields[9][:5] == b"ustar":

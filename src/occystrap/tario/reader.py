@@ -20,7 +20,7 @@ from typing import NoReturn
 
 from ..errors import LimitExceeded, MalformedInput
 from .entry import TarEntry
-from .fields import FIELDS, header_info, numbers, pax_int, signed_checksum, text
+from .fields import FIELDS, header_info, header_name, num, numbers, pax_int, signed_checksum, text
 from .fields import HEADER_ONLY as HEADER_ONLY
 from .fields import MAX_SIZE as MAX_SIZE
 from .fields import checksum as checksum
@@ -63,12 +63,22 @@ class TarReader:
     """
 
     def __init__(
-        self, stream: Readable, *, what: str = "layer", max_sparse_size: int | None = None
+        self,
+        stream: Readable,
+        *,
+        what: str = "layer",
+        max_sparse_size: int | None = None,
+        stepwise: bool = False,
     ) -> None:
         self.what = what
         self.max_sparse_size = max_sparse_size
         self._src = Source(stream)
         self._body: BodyBase | None = None
+        self._stored: Body | None = None  # the current member's data as stored
+        self._plain: tuple[bytes, ...] | None = None  # fields of a member walked by step()
+        self._stepwise = stepwise
+        self._tail = False  # reading what follows the end (stepwise)
+        self._junk = False
         self._pad = 0
         self._done = False
         self._name = ""
@@ -85,7 +95,33 @@ class TarReader:
     def __iter__(self) -> TarReader:
         return self
 
+    def step(self) -> bool:
+        """Walk the archive a bounded amount at a time, bodies skipped (for checking only).
+
+        Each call skips up to one chunk of the current member's data or of what follows
+        the end, or parses the next member's headers; False once the stream is used up.
+        Only for a reader made with ``stepwise=True``; bad input raises as iteration does.
+        """
+        if self._tail:
+            return self._tail_step()
+        stored = self._stored
+        if stored is not None and stored.remaining > CHUNK:
+            got = self._src.skip(CHUNK)
+            stored.remaining -= got
+            if got < CHUNK:
+                raise self.truncated()
+            return True
+        if self._done:
+            return False
+        try:
+            self._next(True)
+        except StopIteration:
+            return self._tail
+        return True
+
     def truncated(self) -> MalformedInput:
+        if self._plain is not None:  # a member walked by step(): its name is made now
+            self._name = header_name(self._plain)
         where = f"member {self._name!r} at offset {self.entry_offset}"
         return MalformedInput(f"truncated tar in {self.what}: {where} ends early")
 
@@ -97,16 +133,23 @@ class TarReader:
         return MalformedInput(f"corrupt tar header at offset {offset} in {self.what}{detail}")
 
     def __next__(self) -> TarEntry:
+        entry = self._next(False)
+        assert entry is not None
+        return entry
+
+    def _next(self, walk: bool) -> TarEntry | None:
+        """The next member; with ``walk``, a plain member is only checked (None)."""
         if self._done:
             raise StopIteration
         src = self._src
         if self._body is not None:
             left = self._body.abandon() + self._pad
-            self._body = None
+            self._body = self._stored = None
             if src.skip(left) != left:
                 raise self.truncated()
         self.entry_offset = src.tell()
         self._name = ""
+        self._plain = None
         raw: list[bytes] = []
         pax: dict[str, str] = {}
         pairs: list[str] = []  # PAX sparse 0.0 offset/numbytes records, in order
@@ -161,6 +204,9 @@ class TarReader:
                     raise MalformedInput(f"tar member name with NUL {where}")
                 found = name.decode("utf-8", "surrogateescape")
                 long_name, long_link = (found, long_link) if kind == b"L" else (long_name, found)
+        if walk and not raw and kind != tarfile.GNUTYPE_SPARSE and not self.global_headers:
+            self._walk_plain(fields, kind, size)
+            return None
         raw.append(block)
         try:
             info = header_info(fields)
@@ -171,6 +217,22 @@ class TarReader:
             kind = tarfile.DIRTYPE
         info.type = kind
         return self._member(info, size, raw, pax, pairs, long_name, long_link, block)
+
+    def _walk_plain(self, fields: tuple[bytes, ...], kind: bytes, size: int) -> None:
+        """Check a member with no extended headers as :meth:`_member` would, without
+        building its entry, and make its data the next thing to skip."""
+        self._plain = fields
+        if not fields[0][0] and not (fields[9] == b"ustar\x0000" and fields[14][0]):
+            raise MalformedInput(f"tar member with an empty name {self._where()}")
+        if fields[9][:5] == b"ustar" and (fields[12][0] or fields[13][0]):
+            try:
+                num(fields[12]), num(fields[13])
+            except ValueError:
+                raise self._corrupt(self.entry_offset, "bad device number") from None
+        if kind in HEADER_ONLY:
+            size = 0
+        self._pad = -size % BLOCK
+        self._body = self._stored = Body(self._src, size, self.truncated)
 
     def _member(
         self,
@@ -212,7 +274,7 @@ class TarReader:
                 header = None
             size = 0
         self._pad = -size % BLOCK
-        self._body = body = Body(src, size, self.truncated)
+        self._body = self._stored = body = Body(src, size, self.truncated)
         sparse_map = None
         try:
             if info.type == tarfile.GNUTYPE_SPARSE:
@@ -296,16 +358,26 @@ class TarReader:
         info = tarfile.TarInfo(text(block[:100]) or "pax_global_header")
         info.type, info.size, info.offset = tarfile.XGLTYPE, len(data), offset
         info.pax_headers = dict(records)
+        self._stored = None
         return TarEntry(info, block, BytesBody(data))
 
     def _finish(self, offset: int | None) -> NoReturn:
         """Read the rest of the stream (zero padding or junk after the end) and stop."""
-        self._done = True
+        self._done = self._tail = True
+        self._body = self._stored = None
         self.end_offset = offset
-        junk = False
-        while data := self._src.read(CHUNK):
-            junk = junk or data.count(0) != len(data)
-        self.total_size = self._src.tell()
-        if junk and offset is not None:
-            log.warning("ignored non-zero data after the end of the tar in %s", self.what)
+        if not self._stepwise:
+            while self._tail_step():
+                pass
         raise StopIteration
+
+    def _tail_step(self) -> bool:
+        """Read a chunk of what follows the end; at the end of the stream, wrap up."""
+        if data := self._src.read(CHUNK):
+            self._junk = self._junk or data.count(0) != len(data)
+            return True
+        self._tail = False
+        self.total_size = self._src.tell()
+        if self._junk and self.end_offset is not None:
+            log.warning("ignored non-zero data after the end of the tar in %s", self.what)
+        return False

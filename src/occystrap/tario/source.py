@@ -61,7 +61,10 @@ class Source:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def skip(self, n: int) -> int:
-        """Discard up to ``n`` bytes (read, never seek); return how many there were."""
+        """Discard up to ``n`` bytes (read, never seek); return how many there were.
+
+        The stream is read in whole chunks; what follows the skipped bytes stays buffered.
+        """
         avail = len(self._buf) - self._pos
         if n <= avail:
             self._pos += n
@@ -69,7 +72,11 @@ class Source:
         self._base += len(self._buf)
         self._buf, self._pos = b"", 0
         done = avail
-        while done < n and (data := self._stream.read(min(n - done, CHUNK))):
+        read = self._stream.read
+        while done < n and (data := read(CHUNK)):
+            if done + len(data) > n:
+                self._buf, self._pos = data, n - done
+                return n
             done += len(data)
             self._base += len(data)
         return done
