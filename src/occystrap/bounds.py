@@ -6,7 +6,12 @@ reader raises ``LimitExceeded`` (and never produces a byte past the limit). Real
 far below 250:1 (text compresses about 4-10:1); gzip cannot exceed about 1032:1 and zstd
 goes much further, so the ratio is what stops a bomb, and the 1 GiB floor keeps small,
 highly compressible layers (a big file of zeros) working. A layer whose stored size is not
-known up front is not capped here. Sparse tar members have their own cap
+known up front is not capped here. A docker-save archive compressed as a whole
+(``tar://image.tar.gz``) counts as one layer: its stored size is the file's size; read from
+a pipe (``tar://-``) its size is unknown, so the limit is applied as it streams, to the
+compressed bytes read so far (a prefix that expands past both the floor and the ratio is
+refused even if the rest would have brought the ratio down: read such an archive from a
+file). Layers inside an archive are capped by their own stored sizes. Sparse tar members have their own cap
 (:mod:`occystrap.tario.sparse`); JSON documents theirs (:mod:`occystrap.model.jsonfile`).
 """
 

@@ -4,7 +4,9 @@ Each options class is a frozen dataclass; every field has a default and a ``doc`
 metadata entry. Types drive parsing: ``bool`` accepts true/false/yes/no/1/0, ``int``
 accepts integers only (so ``ts=1`` stays the integer 1), ``str`` is taken verbatim,
 ``tuple[str, ...]`` collects a repeated key. Unknown keys are errors that list the
-accepted ones.
+accepted ones. An option declared with ``accepts`` (what a value looks like) refuses an empty
+value, e.g. ``?tag=``, instead of taking it as "not given"; elsewhere an empty piece of a
+repeated option is dropped.
 """
 
 from __future__ import annotations
@@ -23,11 +25,14 @@ _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 
 
-def option(default: Any, doc: str) -> Any:
-    """A dataclass field with a default and a one-line description."""
+def option(default: Any, doc: str, *, accepts: str | None = None) -> Any:
+    """A dataclass field with a default and a one-line description.
+
+    ``accepts`` (e.g. ``"NAME[:TAG]"``) makes an empty value an error that says so.
+    """
     if isinstance(default, list):
         default = tuple(default)
-    return dataclasses.field(default=default, metadata={"doc": doc})
+    return dataclasses.field(default=default, metadata={"doc": doc, "accepts": accepts})
 
 
 def parse_options(cls: type[T], pairs: Iterable[tuple[str, str]], what: str) -> T:
@@ -41,6 +46,9 @@ def parse_options(cls: type[T], pairs: Iterable[tuple[str, str]], what: str) -> 
             accepted = ", ".join(sorted(fields)) or "none"
             raise InvalidOption(f"{what}: unknown option {raw_key!r} (accepted: {accepted})")
         kind = hints[key]
+        accepts = fields[key].metadata.get("accepts")
+        if accepts and not value.strip():
+            raise InvalidOption(f"{what}: option {raw_key!r} is empty; expected {accepts}")
         if _is_tuple(kind):
             values[key] = (*values.get(key, ()), value)
         elif key in values:
@@ -89,13 +97,18 @@ def split_pairs(text: str, what: str, sep: str = ",") -> list[tuple[str, str]]:
 def expand_lists(
     cls: type[Any], pairs: list[tuple[str, str]], sep: str = ","
 ) -> list[tuple[str, str]]:
-    """Split comma-joined values of repeated (tuple) options into separate pairs."""
+    """Split comma-joined values of repeated (tuple) options into separate pairs.
+
+    Empty pieces are dropped, except for an option declared with ``accepts``: those are
+    kept for :func:`parse_options` to refuse."""
     hints = typing.get_type_hints(cls)
+    strict = {f.name for f in dataclasses.fields(cls) if f.metadata.get("accepts")}
     out: list[tuple[str, str]] = []
     for key, value in pairs:
-        kind = hints.get(key.replace("-", "_"))
+        name = key.strip().replace("-", "_")
+        kind = hints.get(name)
         if kind is not None and _is_tuple(kind):
-            out.extend((key, v) for v in value.split(sep) if v)
+            out.extend((key, v) for v in value.split(sep) if v or name in strict)
         else:
             out.append((key, value))
     return out

@@ -16,7 +16,9 @@ class TarSourceOptions:
 @dataclass(frozen=True)
 class TarSinkOptions:
     tag: tuple[str, ...] = option(
-        (), "RepoTags to record (repeatable); default: the source's name:tag"
+        (),
+        "RepoTags to record (repeatable); default: the source's name:tag",
+        accepts="NAME[:TAG], e.g. team/app:v1 (leave tag out to keep the source's name:tag)",
     )
 
 

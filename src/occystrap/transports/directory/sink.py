@@ -13,10 +13,13 @@ the store is not read again (``has_layer``), and a rewritten layer whose result 
 stored already is dropped after writing. ``?expand=true`` also applies the layers in order to
 ``PATH/rootfs/`` (``PATH/rootfs-<name>-<tag>/`` with unique_names), whiteouts included.
 
-A run works in ``PATH/.tmp-<random>/``. Layers and the config are renamed to their content
-name as soon as they are complete and verified (harmless if the run fails later: nothing
-refers to them); the rootfs, the manifest file and the catalog entry appear only in
-``commit``, under the store's lock, so a failed run leaves no complete-looking image.
+A run works in ``PATH/.tmp-<random>/`` (:mod:`.workdir`). Layers and the config are renamed
+to their content name as soon as they are complete and verified (harmless if the run fails
+later: nothing refers to them); the rootfs, the manifest file and the catalog entry appear
+only in ``commit``, under the store's lock, so a failed run leaves no complete-looking image.
+What a killed run leaves behind (its work directory, a half-written catalog or manifest) is
+removed by the next run: work directories of dead writers in ``begin``, the JSON temporaries
+in ``commit`` under the lock.
 """
 
 from __future__ import annotations
@@ -24,10 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import shutil
-import stat
 import threading
-from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ...blobio.readers import CHUNK
@@ -44,6 +44,7 @@ from ...unpack.apply import apply_layer
 from ..base import BlobStream, LayerForm, LayerWrite, RunContext, SinkCapabilities
 from ..options import DirSinkOptions
 from . import catalog
+from .workdir import WorkDir, sweep, sweep_json_temps
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class DirectorySink:
             thread_safe=not options.expand,
         )
         self._lock = threading.Lock()
+        self._workdir: WorkDir | None = None
         self._work: str | None = None
         self._pending: list[str] = []  # stored layers to apply before the next one (expand)
         self._config: ImageConfig | None = None
@@ -92,14 +94,16 @@ class DirectorySink:
         self.name = image.name or UNNAMED
         self.tag = image.tag or DEFAULT_TAG
         self.repo_tag = f"{image.name}:{self.tag}" if image.name else None
-        work = os.path.join(self.root, f".tmp-{secrets.token_hex(6)}")
-        try:
-            os.makedirs(work)
-            if self.options.expand:
-                os.mkdir(os.path.join(work, "rootfs"), 0o755)
-        except OSError as e:
-            raise OutputError(f"cannot create {work}: {e.strerror}") from None
-        self._work = work
+        workdir = WorkDir(self.root)
+        self._workdir, self._work = workdir, workdir.path
+        if self.options.expand:
+            rootfs = os.path.join(workdir.path, "rootfs")
+            try:
+                os.mkdir(rootfs, 0o755)
+            except OSError as e:
+                self._cleanup()
+                raise OutputError(f"cannot create {rootfs}: {e.strerror}") from None
+        sweep(self.root, keep=workdir.path)
 
     def has_layer(self, digest: Digest) -> Descriptor | None:
         """The stored layer when ``<hex>/layer.tar`` exists (the engine then skips reading it).
@@ -200,6 +204,7 @@ class DirectorySink:
         }
         rootfs = f"rootfs{suffix}" if unique else "rootfs"
         with catalog.store_lock(self.root):
+            sweep_json_temps(self.root)
             if self.options.expand:
                 self._install_rootfs(os.path.join(work, "rootfs"), os.path.join(self.root, rootfs))
             catalog.write_json(os.path.join(self.root, manifest_file), [entry])
@@ -261,23 +266,9 @@ class DirectorySink:
             raise OutputError(f"cannot move the rootfs to {final}: {e.strerror}") from None
 
     def _cleanup(self) -> None:
-        work, self._work = self._work, None
-        if work is not None and os.path.lexists(work):
-            remove_tree(work)
-
-
-def remove_tree(path: str) -> None:
-    """Remove ``path`` even when the tree holds read-only directories (as unpacked images do)."""
-
-    def retry(func: Callable[..., Any], failed: str, exc_info: Any) -> None:
-        parent = os.path.dirname(failed)
-        try:
-            os.chmod(parent, stat.S_IRWXU | os.stat(parent).st_mode)
-            func(failed)
-        except OSError as e:
-            log.warning("cannot remove %s: %s", failed, e.strerror)
-
-    shutil.rmtree(path, onerror=retry)
+        workdir, self._workdir, self._work = self._workdir, None, None
+        if workdir is not None:
+            workdir.close()
 
 
 def _unlink(path: str) -> None:

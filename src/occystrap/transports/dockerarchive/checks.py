@@ -7,6 +7,9 @@
   copy that passes the compressed bytes on unchanged checks what the config claims;
 * a layer the plan promised uncompressed that turns out compressed (a stream whose layers
   were named before they were seen) is handed out decompressed and checked by diff_id.
+
+Whatever is decompressed here is capped by :func:`occystrap.bounds.expansion_limit` of the
+member's stored size (a decompression bomb raises ``LimitExceeded``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ...blobio.compression import Compression, decompressing_reader, detect
 from ...blobio.readers import Reader, ReaderBase
 from ...blobio.tee import observe_copy
 from ...blobio.verify import VerifyingReader
+from ...bounds import expansion_limit
 from ...model.digest import Digest
 from .reader import LayerRef
 
@@ -31,12 +35,16 @@ class _Expect:
 
 
 @contextmanager
-def checked(reader: Reader, head: bytes, ref: LayerRef, what: str) -> Iterator[BinaryIO]:
-    """``reader`` (the stored bytes of ``ref``; ``head`` their first bytes), verified."""
+def checked(
+    reader: Reader, head: bytes, ref: LayerRef, what: str, stored_size: int | None
+) -> Iterator[BinaryIO]:
+    """``reader`` (the stored bytes of ``ref``: ``stored_size`` bytes if known, ``head``
+    their first bytes), verified."""
     actual = detect(head)
     label = f"layer {ref.index} of {what}"
+    limit = expansion_limit(stored_size)
     if ref.compression == "none" and actual is not Compression.NONE and ref.diff_id is not None:
-        plain = decompressing_reader(reader, actual, what=label)
+        plain = decompressing_reader(reader, actual, limit=limit, what=label)
         yield cast(
             BinaryIO, VerifyingReader(plain, _Expect(ref.diff_id, None), f"{label} (diff_id)")
         )
@@ -46,7 +54,7 @@ def checked(reader: Reader, head: bytes, ref: LayerRef, what: str) -> Iterator[B
         diff_id = ref.diff_id
 
         def check(stream: BinaryIO) -> None:
-            plain = decompressing_reader(stream, actual, what=label)
+            plain = decompressing_reader(stream, actual, limit=limit, what=label)
             VerifyingReader(plain, _Expect(diff_id, None), f"{label} (diff_id)").finish()
 
         with observe_copy(check) as tap:

@@ -6,6 +6,10 @@ uses ``os.pread`` on one shared descriptor, so reads never disturb each other). 
 input and gzip/zstd-wrapped archives are read once, front to back, by :class:`ArchiveStream`
 (``Image.sequential``). Every layer read is verified: by its stored digest and size, which
 for an uncompressed layer is the config's diff_id.
+
+A wrapped archive's decompressed size is capped (:mod:`occystrap.bounds`): by the file's size
+when it is a regular file (standard input redirected from one included), else, from a pipe,
+by the compressed bytes read so far, checked as it goes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import BinaryIO
 
 from ...blobio.compression import Compression, decompressing_reader, detect
 from ...blobio.readers import ChainReader, Reader, ReaderBase, read_full
+from ...bounds import expansion_limit
 from ...errors import ImageNotFound, InvalidReference, LimitExceeded, MalformedInput, OccystrapError
 from ...events import Stats
 from ...image import Image, Opener
@@ -44,16 +49,17 @@ def open_source(target: str, options: TarSourceOptions, ctx: RunContext) -> Iter
             raise InvalidReference(
                 "tar://- reads an archive from standard input, which is a terminal"
             )
-        with _from_stream(sys.stdin.buffer, options, ctx, label) as image:
+        size = _regular_size(sys.stdin.fileno())
+        with _from_stream(sys.stdin.buffer, options, ctx, label, size) as image:
             yield image
         return
     path = os.path.expanduser(target)
     f = _open(path, label)
     try:
-        mode = os.fstat(f.fileno()).st_mode
+        size = _regular_size(f.fileno())
         head = read_full(f, 4)
-        if not stat.S_ISREG(mode) or detect(head) is not Compression.NONE:
-            with _from_stream(ChainReader(head, f), options, ctx, label) as image:
+        if size is None or detect(head) is not Compression.NONE:
+            with _from_stream(ChainReader(head, f), options, ctx, label, size) as image:
                 yield image
             return
         if not head:
@@ -86,10 +92,20 @@ def _open(path: str, label: str) -> BinaryIO:
         raise OccystrapError(f"cannot read {label}: {e.strerror}") from None
 
 
+def _regular_size(fd: int) -> int | None:
+    """The size of the file open as ``fd`` when it is a regular file (else a pipe etc.)."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
 @contextmanager
 def _from_stream(
-    raw: Reader, options: TarSourceOptions, ctx: RunContext, label: str
+    raw: Reader, options: TarSourceOptions, ctx: RunContext, label: str, size: int | None
 ) -> Iterator[Image]:
+    """Read the archive ``raw`` once; ``size`` is its stored size when known."""
     head = read_full(raw, 4)
     if not head:
         raise MalformedInput(f"{label} is empty")
@@ -97,7 +113,11 @@ def _from_stream(
     reader: Reader = ChainReader(head, raw)
     if compression is not Compression.NONE:
         log.debug("%s is %s-compressed as a whole", label, compression)
-        reader = decompressing_reader(reader, compression, what=label)
+        if size is None:
+            reader = RunningCap(reader, compression, label)
+        else:
+            limit = expansion_limit(size)
+            reader = decompressing_reader(reader, compression, limit=limit, what=label)
     with ArchiveStream(reader, what=label, temp_dir=ctx.temp_dir, stats=ctx.stats) as archive:
         plan = archive.plan(options.image, options.index)
         _notice(plan, ctx, label)
@@ -111,6 +131,31 @@ def _notice(plan: Plan, ctx: RunContext, label: str) -> None:
             f"{label} holds {plan.count} images; using the first ({plan.entry_label}); "
             "pick another with ?image=NAME:TAG or ?index=N"
         )
+
+
+class RunningCap(ReaderBase):
+    """The decompressed bytes of a compressed stream of unknown size (a pipe), capped as it
+    goes by :func:`~occystrap.bounds.expansion_limit` of the compressed bytes read so far."""
+
+    def __init__(self, raw: Reader, compression: Compression, what: str) -> None:
+        self._counted = CountingReader(raw)
+        self._source = decompressing_reader(self._counted, compression, what=what)
+        self._what = what
+        self._total = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        assert self._source is not None
+        data = self._source.read(size)
+        self._total += len(data)
+        limit = expansion_limit(self._counted.count)
+        if limit is not None and self._total > limit:
+            raise LimitExceeded(
+                f"decompressed data in {self._what} exceeds the limit of {limit} bytes "
+                f"for the {self._counted.count} compressed bytes read so far"
+            )
+        return data
 
 
 class FileContents:
@@ -180,7 +225,7 @@ def _open_member(
     reader = CountingReader(PreadReader(f.fileno(), member.offset, member.size))
     head = os.pread(f.fileno(), min(4, member.size), member.offset)
     try:
-        with checked(reader, head, ref, what) as stream:
+        with checked(reader, head, ref, what, member.size) as stream:
             yield stream
     finally:
         stats.add(bytes_read=reader.count)

@@ -156,14 +156,15 @@ class ArchiveStream:
             held, live = self._locate(ref)
             self._pending.discard(index)
             if live is not None:
+                size = live.remaining
                 head = read_full(live, HEAD)
                 reader: Reader = ChainReader(head, cast(Reader, live))
             else:
                 assert held is not None
-                reader, head = held.open(), held.head
+                reader, head, size = held.open(), held.head, held.member.size
             counted = CountingReader(reader)
             try:
-                with checked(counted, head, ref, self.what) as stream:
+                with checked(counted, head, ref, self.what, size) as stream:
                     yield stream
             finally:
                 counted.close()
