@@ -45,10 +45,10 @@ from occystrap.blobio import (
     make_compressor,
     peek_compression,
     read_full,
-    spool,
     validate_level,
 )
 from occystrap.blobio.compression import GZIP_HEADER
+from occystrap.blobio.spool import spool
 from occystrap.errors import (
     DigestMismatch,
     InvalidOption,

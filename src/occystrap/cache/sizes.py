@@ -6,6 +6,9 @@ import re
 
 from ..errors import InvalidOption
 
+#: The layer cache's size bound unless told otherwise (10 GB).
+DEFAULT_MAX_SIZE = 10 * 1000**3
+
 _UNITS = {
     "": 1,
     "b": 1,

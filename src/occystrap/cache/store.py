@@ -35,11 +35,11 @@ from .key import CacheKey
 from .locking import locked, try_lock
 from .pending import Hit, Pending
 from .recording import Recording
+from .sizes import DEFAULT_MAX_SIZE
 
 log = logging.getLogger(__name__)
 
 #: The default size bound: 10 GB.
-DEFAULT_MAX_SIZE = 10 * 1000**3
 
 _TAG = (
     "Signature: 8a477f597d28d172789f06886806bc55\n"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from ..cache import LayerCache, format_size, parse_size
+from ..cache.sizes import format_size, parse_size
 from ..errors import UsageError
 from ..transports.base import RunContext
+
+if TYPE_CHECKING:
+    from ..cache.store import LayerCache
 
 
 @click.group()

@@ -1,13 +1,44 @@
-"""Help texts generated from the transport and filter catalogs, so they never drift."""
+"""Help texts generated from the transport and filter catalogs, so they never drift.
+
+The catalogs import every transport and filter, which a run does not need: an epilog
+naming one of the markers below is generated only when help is shown.
+"""
 
 from __future__ import annotations
 
-from ..filters.catalog import FILTERS
+from typing import Any
+
+import click
+
 from ..options import describe
-from ..transports import TRANSPORTS
+
+PROCESS_EPILOG = "<process>"
+GLOBAL_EPILOG = "<global>"
+
+
+def _epilog(marker: str | None) -> str | None:
+    if marker == GLOBAL_EPILOG:
+        return schemes_help() + "\n\n" + filters_help()
+    if marker == PROCESS_EPILOG:
+        return PROCESS_EXAMPLES + "\n\n" + schemes_help() + "\n\n" + filters_help()
+    return marker
+
+
+class Command(click.Command):
+    def format_epilog(self, ctx: click.Context, formatter: Any) -> None:
+        self.epilog = _epilog(self.epilog)
+        super().format_epilog(ctx, formatter)
+
+
+class Group(click.Group):
+    def format_epilog(self, ctx: click.Context, formatter: Any) -> None:
+        self.epilog = _epilog(self.epilog)
+        super().format_epilog(ctx, formatter)
 
 
 def schemes_help() -> str:
+    from ..transports import TRANSPORTS
+
     lines = ["\b", "Schemes (SOURCE and DEST):"]
     for t in TRANSPORTS:
         roles = "/".join(r for r, ok in (("in", t.source_factory), ("out", t.sink_factory)) if ok)
@@ -29,6 +60,8 @@ def schemes_help() -> str:
 
 
 def filters_help() -> str:
+    from ..filters.catalog import FILTERS
+
     lines = ["\b", "Filters (-f NAME[:key=value,...], repeatable, applied in order):"]
     for spec in FILTERS:
         lines.append(f"  {spec.name}: {spec.summary}")

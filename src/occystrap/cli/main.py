@@ -13,12 +13,12 @@ import os
 import sys
 import time
 import traceback
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from .. import __version__
-from ..cache import DEFAULT_MAX_SIZE, LayerCache, format_size, parse_size
+from ..cache.sizes import DEFAULT_MAX_SIZE, format_size, parse_size
 from ..errors import InvalidOption, OccystrapError
 from ..events import Stats
 from ..model.descriptor import Platform
@@ -26,6 +26,9 @@ from ..transports.base import RegistrySettings, RunContext
 from . import help as helptext
 from .cache import cache
 from .report import CliReporter, summary_line
+
+if TYPE_CHECKING:
+    from ..cache.store import LayerCache
 
 
 class _State:
@@ -52,6 +55,8 @@ def _configure_logging(verbose: int, debug: bool, reporter: CliReporter) -> None
 def _layer_cache(cache_dir: str | None, cache_max_size: str) -> LayerCache | None:
     if not cache_dir:
         return None
+    from ..cache.store import LayerCache
+
     return LayerCache(cache_dir, parse_size(cache_max_size))
 
 
@@ -79,8 +84,9 @@ def _tls_verify_value(argv: list[str]) -> list[str]:
 
 
 @click.group(
+    cls=helptext.Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
-    epilog=helptext.schemes_help() + "\n\n" + helptext.filters_help(),
+    epilog=helptext.GLOBAL_EPILOG,
 )
 @click.version_option(__version__, prog_name="occystrap")
 @click.option(
@@ -269,13 +275,7 @@ def cli(
     )
 
 
-@cli.command(
-    epilog=helptext.PROCESS_EXAMPLES
-    + "\n\n"
-    + helptext.schemes_help()
-    + "\n\n"
-    + helptext.filters_help()
-)
+@cli.command(cls=helptext.Command, epilog=helptext.PROCESS_EPILOG)
 @click.argument("source")
 @click.argument("dest")
 @click.option(
