@@ -8,8 +8,9 @@ ends first, and ``b""`` only at the end. Closing a wrapper closes what it wraps.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
+
+from ..closing import Closing
 
 CHUNK = 1 << 20
 """The chunk size used for every streaming copy: 1 MiB."""
@@ -27,7 +28,7 @@ class Writer(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
-class ReaderBase:
+class ReaderBase(Closing):
     """Shared plumbing: context manager, ``readable``, ``readall``, ``close``."""
 
     _source: Reader | None = None
@@ -52,17 +53,6 @@ class ReaderBase:
         close = getattr(self._source, "close", None)
         if close is not None:
             close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def read_full(reader: Reader, size: int) -> bytes:

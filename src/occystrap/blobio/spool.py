@@ -14,9 +14,9 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import TracebackType
-from typing import IO, Any, BinaryIO, Self
+from typing import IO, Any, BinaryIO
 
+from ..closing import Closing
 from ..errors import OutputError
 from ..model.digest import Digest
 from .readers import CHUNK, Reader
@@ -24,7 +24,7 @@ from .readers import CHUNK, Reader
 log = logging.getLogger(__name__)
 
 
-class SpooledBlob:
+class SpooledBlob(Closing):
     """A stream saved to a temporary file; ``open()`` it as often as needed."""
 
     def __init__(self, tmp: IO[bytes], digest: Digest, size: int) -> None:
@@ -46,17 +46,6 @@ class SpooledBlob:
     def close(self) -> None:
         """Delete the temporary file (readers already open keep working on Linux)."""
         self._tmp.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def spool(reader: Reader, temp_dir: str | None = None, algorithm: str = "sha256") -> SpooledBlob:

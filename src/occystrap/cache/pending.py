@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Self
 
 from ..blobio.readers import CHUNK, ReaderBase
+from ..closing import Closing
 from ..model.digest import Digest
 from .entry import Entry
 from .key import CacheKey
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Hit:
+class Hit(Closing):
     """A usable entry; ``blob`` is open (None for a passthrough entry). Close when done."""
 
     def __init__(self, entry: Entry, blob: BinaryIO | None) -> None:
@@ -37,17 +38,6 @@ class Hit:
     def close(self) -> None:
         if self.blob is not None:
             self.blob.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class _Tee(ReaderBase):

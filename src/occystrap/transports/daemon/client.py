@@ -20,12 +20,12 @@ import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
 
+from ...closing import Closing
 from ...errors import DaemonError, ImageNotFound, InvalidOption
 from ...model.descriptor import Platform
 
@@ -125,7 +125,7 @@ class _ResponseStream(io.RawIOBase):
         super().close()
 
 
-class DaemonClient:
+class DaemonClient(Closing):
     """The Engine API calls occystrap needs, on one unix socket. Safe to share between threads."""
 
     def __init__(
@@ -146,14 +146,6 @@ class DaemonClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> DaemonClient:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     @property
     def api_version(self) -> str:

@@ -25,6 +25,7 @@ from functools import partial
 from typing import BinaryIO, cast
 
 from ...blobio.readers import ChainReader, Reader, read_full
+from ...closing import Closing
 from ...errors import MalformedInput, OccystrapError
 from ...events import Stats
 from ...image import Opener
@@ -41,7 +42,7 @@ from .reader import LayerRef, Plan, build_plan
 log = logging.getLogger(__name__)
 
 
-class ArchiveStream:
+class ArchiveStream(Closing):
     """A docker-save archive read once, front to back (see the module docstring)."""
 
     def __init__(
@@ -58,12 +59,6 @@ class ArchiveStream:
         self._expect: Expect | None = None
         self._pending: set[int] = set()
         self._busy = False
-
-    def __enter__(self) -> ArchiveStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- Contents (what build_plan asks) -----------------------------------------------
 
