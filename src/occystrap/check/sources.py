@@ -24,7 +24,6 @@ from ..blobio.decompress import Compression, detect
 from ..errors import (
     ImageNotFound,
     MalformedInput,
-    OccystrapError,
     PlatformNotFound,
     UnsupportedFormat,
 )
@@ -36,6 +35,7 @@ from ..transports.dockerarchive.manifest_json import choose as choose_entry
 from ..transports.dockerarchive.manifest_json import parse_manifest_json
 from ..transports.dockerarchive.members import index_seekable
 from ..transports.dockerarchive.reader import digest_from_name
+from ..transports.dockerarchive.source import open_archive
 from ..transports.ocilayout.layout import read_small
 from .configdoc import check_config, check_platform_match
 from .documents import check_index, check_manifest, parse_json
@@ -124,16 +124,7 @@ def _other_manifests(leaves: list[Leaf], chosen: Leaf | None, report: Report) ->
 def check_archive(path: str, options: Any, report: Report, full: bool) -> bool:
     """A seekable, uncompressed docker-save/oci-archive file; False for anything else."""
     label = f"tar://{path}"
-    try:
-        f = open(os.path.expanduser(path), "rb", buffering=0)
-    except FileNotFoundError:
-        raise ImageNotFound(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise ImageNotFound(
-            f"{label} is a directory (an OCI layout is read with ocidir://)"
-        ) from None
-    except OSError as e:
-        raise OccystrapError(f"cannot read {label}: {e.strerror}") from None
+    f = open_archive(os.path.expanduser(path), label)
     with f:
         if (
             not stat.S_ISREG(os.fstat(f.fileno()).st_mode)

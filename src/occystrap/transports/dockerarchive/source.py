@@ -54,7 +54,7 @@ def open_source(target: str, options: TarSourceOptions, ctx: RunContext) -> Iter
             yield image
         return
     path = os.path.expanduser(target)
-    f = _open(path, label)
+    f = open_archive(path, label)
     try:
         size = _regular_size(f.fileno())
         head = read_full(f, 4)
@@ -79,7 +79,8 @@ def open_source(target: str, options: TarSourceOptions, ctx: RunContext) -> Iter
         f.close()
 
 
-def _open(path: str, label: str) -> BinaryIO:
+def open_archive(path: str, label: str) -> BinaryIO:
+    """``path`` opened unbuffered, or a one-line error naming ``label``."""
     try:
         return open(path, "rb", buffering=0)
     except FileNotFoundError:
