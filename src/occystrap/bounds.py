@@ -11,7 +11,12 @@ known up front is not capped here. A docker-save archive compressed as a whole
 a pipe (``tar://-``) its size is unknown, so the limit is applied as it streams, to the
 compressed bytes read so far (a prefix that expands past both the floor and the ratio is
 refused even if the rest would have brought the ratio down: read such an archive from a
-file). Layers inside an archive are capped by their own stored sizes. Sparse tar members have their own cap
+file). Layers inside an archive are capped by their own stored sizes.
+
+**Blobs of unknown size.** A schema 1 manifest gives no layer sizes, so such a layer is
+downloaded (and spooled to a temporary file) up to :data:`MAX_UNSIZED_BLOB` bytes; a longer
+one is refused with ``LimitExceeded`` (schema 1 images predate layers anywhere near it).
+Sparse tar members have their own cap
 (:mod:`occystrap.tario.sparse`); JSON documents theirs (:mod:`occystrap.model.jsonfile`).
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 EXPANSION_RATIO = 250
 EXPANSION_FLOOR = 1 << 30
+MAX_UNSIZED_BLOB = 16 << 30
 
 
 def expansion_limit(stored_size: int | None) -> int | None:

@@ -69,13 +69,18 @@ class BlobNotFound(NotFound):
 
 
 class PlatformNotFound(NotFound):
-    """No manifest of an index matches the requested platform."""
+    """No manifest of an index matches the requested platform, or a single image (no
+    index: ``single=True``, ``available`` holding its one platform) is for another one."""
 
-    def __init__(self, wanted: str, available: Sequence[str]) -> None:
+    def __init__(self, wanted: str, available: Sequence[str], *, single: bool = False) -> None:
         self.wanted = wanted
         self.available = tuple(available)
+        self.single = single
         offered = ", ".join(self.available) if self.available else "none"
-        super().__init__(f"no image for platform {wanted}; the index offers: {offered}")
+        if single:
+            super().__init__(f"no image for platform {wanted}; the image is {offered}")
+        else:
+            super().__init__(f"no image for platform {wanted}; the index offers: {offered}")
 
 
 class UnsupportedFormat(OccystrapError):

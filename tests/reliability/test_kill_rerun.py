@@ -297,15 +297,21 @@ def test_local_write_killed_then_rerun(
 # -- registry pulls ----------------------------------------------------------------------------
 
 
-def partial_files(env: dict[str, str]) -> dict[str, int]:
-    """``sha256:HEX`` -> bytes kept in the cross-run partial-download directory."""
+def partial_files(env: dict[str, str], suffix: str = ".partial") -> dict[str, int]:
+    """``sha256:HEX`` -> bytes kept in the cross-run download cache: partial downloads, or
+    with ``suffix=".blob"`` complete verified blobs kept for a rerun."""
     root = Path(env["XDG_CACHE_HOME"]) / "occystrap" / "partial"
     if not root.is_dir():
         return {}
     return {
-        "sha256:" + p.name.removeprefix("sha256-").removesuffix(".partial"): p.stat().st_size
-        for p in root.glob("sha256-*.partial")
+        "sha256:" + p.name.removeprefix("sha256-").removesuffix(suffix): p.stat().st_size
+        for p in root.glob(f"sha256-*{suffix}")
     }
+
+
+def kept_files(env: dict[str, str]) -> dict[str, int]:
+    """Partial downloads and complete blobs in the cache (a complete one wins)."""
+    return {**partial_files(env), **partial_files(env, ".blob")}
 
 
 @pytest.mark.parametrize("point", range(POINTS))
@@ -346,7 +352,7 @@ def test_pull_killed_then_rerun(
             complete = check_tar(out / "image.tar", tar_sha)
             leftover_tars_refused(out)
         assert complete or first.killed
-        partial = partial_files(env)
+        partial = kept_files(env)
         proxy.reset()
         ok(run(cmd, env))
         dropped_complete = refetched_small = 0
@@ -363,7 +369,7 @@ def test_pull_killed_then_rerun(
             else:
                 assert served == size and len(gets) == 1, (digest, served, len(gets))
                 if size >= PARTIAL_MIN and first_served[digest] == size:
-                    dropped_complete += size  # completed and handed over, partial file gone
+                    dropped_complete += size  # completed, yet not kept for the rerun
                 elif first_served[digest] == size:
                     refetched_small += size  # below the resume threshold: fetched again
         rerun_bytes = proxy.served("/blobs/")
@@ -373,7 +379,7 @@ def test_pull_killed_then_rerun(
         skopeo("copy", f"oci:{out / 'layout'}:v1", f"oci:{tmp_path / 'judge'}:x")
     else:
         assert check_tar(out / "image.tar", tar_sha)
-    assert not partial_files(env) or kind == "ocidir"
+    assert not kept_files(env), "a successful run must clean the download cache"
     record(
         "kill",
         operation=f"registry -> {kind}",
@@ -388,19 +394,13 @@ def test_pull_killed_then_rerun(
         rerun_blob_bytes=rerun_bytes,
         refetched_completed_big_bytes=dropped_complete,
         refetched_small_bytes=refetched_small,
-        leftover_partials=partial_files(env),
+        leftover_partials=kept_files(env),
         stale_after_rerun=len(
             stale_files(out, Path(env["OCCYSTRAP_TEMP_DIR"]), Path(env["XDG_CACHE_HOME"]))
         ),
         rerun="ok",
     )
-    if dropped_complete:
-        assert kind == "tar", "a layout run must keep what it completed"
-        pytest.xfail(
-            f"known gap: {dropped_complete} bytes of blobs the killed run had completed were "
-            "fetched again (the partial file is dropped once its consumer took the blob, and "
-            "the killed run's temporary tar is not reused)"
-        )
+    assert not dropped_complete, f"{dropped_complete} bytes of completed blobs fetched again"
 
 
 # -- registry pushes ---------------------------------------------------------------------------
@@ -477,11 +477,6 @@ def test_push_killed_then_rerun(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (registry/fetch.py): a blob the killed run completed and handed to the "
-    "tar sink is fetched again, since its partial file is dropped once the consumer took it",
-)
 def test_pull_to_tar_rerun_does_not_fetch_a_completed_big_blob_again(
     kill_image: KillImage,
     baselines: dict[str, Baseline],
@@ -489,8 +484,9 @@ def test_pull_to_tar_rerun_does_not_fetch_a_completed_big_blob_again(
     env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    """Deterministic form of the gap the seeded pull -> tar kills can hit: with ``-j 1`` the
-    17 MiB layer is complete (its partial file gone) while the 34 MiB one is half fetched."""
+    """With ``-j 1`` the run is killed when the 17 MiB layer is complete (its partial file
+    promoted to a kept complete blob) while the 34 MiB one is half fetched: the rerun reads
+    the first from disk, fetches only the rest of the second, and leaves the cache empty."""
     big17, big34 = kill_image.layout.layer_digests[1:3]
     cache = Path(env["XDG_CACHE_HOME"]) / "occystrap" / "partial"
     seen: set[str] = set()
@@ -513,7 +509,10 @@ def test_pull_to_tar_rerun_does_not_fetch_a_completed_big_blob_again(
         )
         first = run_and_kill(cmd, env, progress, 1)
         assert first.killed and cache.is_dir()
+        assert big17 in partial_files(env, ".blob")
         proxy.reset()
         ok(run(cmd, env))
         assert check_tar(out / "image.tar", baselines["ocidir-to-tar"].tar_sha or "")
         assert proxy.served(f"/blobs/{big17}") == 0
+        assert not proxy.exchanges("GET", f"/blobs/{big17}")
+    assert not kept_files(env)

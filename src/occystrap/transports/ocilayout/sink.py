@@ -16,7 +16,11 @@ are reached through it and get no ``index.json`` entry of their own.
 ``abort`` removes the temporary files this sink created. Blobs that were completely written
 and verified stay: they are content addressed and unreferenced blobs are allowed by the
 image-layout spec, so they are harmless (and make a retry cheaper). ``index.json`` is never
-touched by an aborted run.
+touched by an aborted run. But when this run created the layout directory, nothing was
+committed and no other writer is at work in it, ``abort`` removes the layout it made.
+
+Temporary files are locked while written, so what killed writers left is swept: ``begin``
+removes stale ``blobs/*/.tmp-*`` and ``commit`` the root's ``.tmp-*`` (:mod:`.tidy`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from ...model.manifest import Index, Manifest
 from ...model.media_types import MediaType
 from ..base import BlobStream, LayerForm, LayerWrite, RunContext, SinkCapabilities
 from ..options import OciDirSinkOptions
+from . import tidy
 from .layout import (
     INDEX_FILE,
     LAYOUT_FILE,
@@ -84,6 +89,8 @@ class OciLayoutSink:
         self._config: ImageConfig | None = None
         self._last: Manifest | Index | None = None  # what commit names in index.json
         self._done = False
+        self._created = False  # this run made the layout directory
+        self._held: int | None = None  # tidy.hold() of the layout directory
 
     # -- the Sink protocol --------------------------------------------------------------------
 
@@ -97,7 +104,15 @@ class OciLayoutSink:
         if os.path.exists(root) and not os.path.isdir(root):
             raise OutputError(f"{root} exists and is not a directory")
         self._refuse_foreign()  # before creating anything in someone else's directory
-        self._makedirs(root)
+        for _ in range(5):
+            existed = os.path.isdir(root)
+            self._makedirs(root)
+            self._held = tidy.hold(root)
+            if self._held is not None:
+                break
+        else:
+            raise OutputError(f"cannot create {root}: it keeps being removed")
+        self._created = not existed
         with exclusive_lock(root):
             if is_layout(root):
                 check_layout_file(root)
@@ -107,6 +122,7 @@ class OciLayoutSink:
                 marker = dump_canonical({"imageLayoutVersion": LAYOUT_VERSION})
                 self._write_file(os.path.join(root, LAYOUT_FILE), marker)
         self._makedirs(os.path.join(root, "blobs", "sha256"))
+        tidy.sweep_blob_temps(root)
 
     def _refuse_foreign(self) -> None:
         """Refuse a non-empty directory that is not (and is not becoming) an OCI layout."""
@@ -174,8 +190,10 @@ class OciLayoutSink:
         if self.ref:
             entry["annotations"] = {REF_NAME: self.ref}
         with exclusive_lock(self.root):
+            tidy.remove_root_temps(self.root)  # only ever written under this lock
             self._update_index(entry, str(last.digest))
         self._done = True
+        self._release()
         what = f"{self.ref}" if self.ref else "an unnamed image"
         shown = str(last.digest)
         if isinstance(last, Index):
@@ -192,7 +210,16 @@ class OciLayoutSink:
                 pass
             except OSError as e:
                 log.warning("cannot remove %s: %s", path, e.strerror)
+        if self._created and not self._done and self._held is not None:
+            if tidy.remove_layout(self.root, self._held):
+                log.info("removed the uncommitted layout %s this run created", self.root)
         self._done = True
+        self._release()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            os.close(self._held)  # releases the shared lock on the layout directory
+            self._held = None
 
     # -- files --------------------------------------------------------------------------------
 
@@ -225,8 +252,10 @@ class OciLayoutSink:
         tmp = self._temp_path(os.path.dirname(final) or ".")
         try:
             with open(tmp, "xb") as f:
+                tidy.lock_temp(f.fileno())  # held until renamed: not a killed run's leftover
                 f.write(data)
-            os.replace(tmp, final)
+                f.flush()
+                os.replace(tmp, final)
         except OSError as e:
             self._discard(tmp)
             raise OutputError(f"cannot write {final}: {e.strerror}") from None
@@ -245,29 +274,36 @@ class OciLayoutSink:
         tmp = self._temp_path(directory)
         own = Hasher(algorithm) if algorithm != "sha256" else None
         try:
-            with open(tmp, "xb") as f:
+            f = open(tmp, "xb")
+        except OSError as e:
+            self._discard(tmp)
+            raise OutputError(f"cannot write {what} to {tmp}: {e.strerror}") from None
+        with f:
+            tidy.lock_temp(f.fileno())  # held until renamed or removed
+            try:
                 while chunk := blob.read(CHUNK):
                     if own is not None:
                         own.update(chunk)
                     f.write(chunk)
-        except OSError as e:
-            self._discard(tmp)
-            raise OutputError(f"cannot write {what} to {tmp}: {e.strerror}") from None
-        except BaseException:
-            self._discard(tmp)
-            raise
-        digest = own.digest() if own is not None else blob.digest()
-        size = own.size if own is not None else blob.size
-        final = blob_path(self.root, digest)
-        try:
-            if os.path.exists(final):
-                self._discard(tmp)  # the same content is already stored
-            else:
-                os.replace(tmp, final)
-                self._forget(tmp)
-        except OSError as e:
-            self._discard(tmp)
-            raise OutputError(f"cannot store {what} as {final}: {e.strerror}") from None
+                f.flush()
+            except OSError as e:
+                self._discard(tmp)
+                raise OutputError(f"cannot write {what} to {tmp}: {e.strerror}") from None
+            except BaseException:
+                self._discard(tmp)
+                raise
+            digest = own.digest() if own is not None else blob.digest()
+            size = own.size if own is not None else blob.size
+            final = blob_path(self.root, digest)
+            try:
+                if os.path.exists(final):
+                    self._discard(tmp)  # the same content is already stored
+                else:
+                    os.replace(tmp, final)
+                    self._forget(tmp)
+            except OSError as e:
+                self._discard(tmp)
+                raise OutputError(f"cannot store {what} as {final}: {e.strerror}") from None
         self.ctx.stats.add(bytes_written=size)
         return digest, size
 

@@ -88,7 +88,7 @@ class OciLayoutReader:
             config = image.config
             actual = top.platform or (config.platform if "architecture" in config.obj else None)
             if actual is not None and not explicit.matches(actual):
-                raise PlatformNotFound(str(explicit), [str(actual)])
+                raise PlatformNotFound(str(explicit), [str(actual)], single=True)
         return image
 
     def open_manifest(self, desc: Descriptor, names: _Names) -> Image:

@@ -8,14 +8,17 @@ the reader (:class:`~occystrap.copy_stages.Stage`), so that it overlaps with wha
 does with the bytes (decompress, write, upload) on another core.
 
 Cross-run resume. A blob of at least :data:`PARTIAL_MIN` bytes is also written, chunk by
-chunk as it streams, to ``PARTIAL_DIR/ALG-HEX.partial`` (held under an exclusive ``flock``, so
-concurrent runs never share one). The file's length is the offset: a killed process loses
-nothing it wrote, and Python cannot serialise a hash state, so the hash state is rebuilt by
-re-reading that prefix from local disk. When a later run finds the file it completes it first
-(``Range: bytes=OFFSET-``), checks size and digest over the whole file, and only then serves
-it from disk; a file that fails the check (a torn write after a crash) is discarded and the
-blob is streamed afresh, so a bad prefix never reaches the output. The file is deleted once
-the consumer took the whole verified blob without error, and kept when the consumer failed.
+chunk as it streams, to ``CACHE_DIR/ALG-HEX.partial`` (held under an exclusive ``flock``, so
+concurrent runs never share one; the directory is :mod:`.blobcache`'s). The file's length is
+the offset: a killed process loses nothing it wrote, and Python cannot serialise a hash
+state, so the hash state is rebuilt by re-reading that prefix from local disk. When a later
+run finds the file it completes it first (``Range: bytes=OFFSET-``), checks size and digest
+over the whole file, and only then serves it from disk; a file that fails the check (a torn
+write after a crash) is discarded and the blob is streamed afresh, so a bad prefix never
+reaches the output. Once the whole blob is verified the file is renamed ``ALG-HEX.blob``
+(a complete entry) and kept until a job that needs the blob succeeds, so a rerun after a
+job killed later reads it from disk (under a shared ``flock``, verifying size and digest
+again as it streams; an entry that fails is removed and the job fails naming it).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ...copy_stages import Stage
 from ...errors import DigestMismatch, IntegrityError, SizeMismatch
 from ...events import Stats
 from ...model.digest import Digest, Hasher
+from .blobcache import COMPLETE, PARTIAL, BlobCache
 from .blobs import BlobReader
 from .client import RegistryClient
 
@@ -49,11 +53,12 @@ def open_layer(
     repository: str,
     digest: Digest,
     size: int,
-    partial_dir: Path | None,
+    cache: BlobCache,
     stats: Stats,
 ) -> Iterator[BinaryIO]:
     """A reader of one verified blob (see the module docstring for the resume rules)."""
-    fetch = _Fetch(client, repository, digest, size, partial_dir, stats)
+    cache.note(digest)
+    fetch = _Fetch(client, repository, digest, size, cache, stats)
     reader = IterReader(Stage(fetch.chunks(), "layer-fetch"))
     ok = False
     try:
@@ -71,22 +76,30 @@ class _Fetch:
         repository: str,
         digest: Digest,
         size: int,
-        partial_dir: Path | None,
+        cache: BlobCache,
         stats: Stats,
     ) -> None:
         self.client, self.repository, self.digest, self.size = client, repository, digest, size
         self.what = f"blob {client.host}/{repository}@{digest}"
         self.stats = stats
         self.path: Path | None = None
-        if partial_dir is not None and size >= PARTIAL_MIN and digest.supported:
-            self.path = partial_dir / f"{digest.algorithm}-{digest.encoded}.partial"
+        self.entry: Path | None = None
+        if size >= PARTIAL_MIN:
+            self.path = cache.path(digest, PARTIAL)
+            self.entry = cache.path(digest, COMPLETE)
         self.file: IO[bytes] | None = None
+        self.served: IO[bytes] | None = None  # the complete entry being served
         self.complete = False
         self.bad = False
 
     # -- the bytes ------------------------------------------------------------------------
 
     def chunks(self) -> Iterator[bytes]:
+        self.served = self._open_entry()
+        if self.served is not None:
+            yield from self._from_disk(self.served, "kept complete blob")
+            self.complete = True
+            return
         self.file = self._claim()
         if self.file is not None:
             offset = os.fstat(self.file.fileno()).st_size
@@ -98,7 +111,7 @@ class _Fetch:
                 except IntegrityError as e:
                     offset = self._restart(f"failed its check ({e})")
                 else:
-                    yield from self._from_disk()
+                    yield from self._from_disk(self.file, "partial file")
                     self.complete = True
                     return
         with self.client.open_blob(self.repository, self.digest, self.size) as blob:
@@ -139,21 +152,38 @@ class _Fetch:
                 self.file.write(chunk)
                 self.file.flush()
 
-    def _from_disk(self) -> Iterator[bytes]:
-        assert self.file is not None
-        self.file.seek(0)
+    def _from_disk(self, f: IO[bytes], kind: str) -> Iterator[bytes]:
+        f.seek(0)
         hasher = Hasher(self.digest.algorithm)
-        while chunk := self.file.read(CHUNK):
+        while chunk := f.read(CHUNK):
             hasher.update(chunk)
             yield chunk
         if hasher.size != self.size:
             self.bad = True
-            raise SizeMismatch(f"{self.what} (partial file)", self.size, hasher.size)
+            raise SizeMismatch(f"{self.what} ({kind})", self.size, hasher.size)
         if hasher.digest() != self.digest:
             self.bad = True
-            raise DigestMismatch(
-                f"{self.what} (partial file)", str(self.digest), str(hasher.digest())
-            )
+            raise DigestMismatch(f"{self.what} ({kind})", str(self.digest), str(hasher.digest()))
+
+    def _open_entry(self) -> IO[bytes] | None:
+        """The complete entry an earlier run kept, opened and share-locked; else None."""
+        if self.entry is None:
+            return None
+        try:
+            f = open(self.entry, "rb")  # closed in finish()
+        except OSError:
+            return None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            st = os.fstat(f.fileno())
+            if st.st_ino != os.stat(self.entry).st_ino:
+                raise BlockingIOError(errno.EAGAIN, "replaced")
+            os.utime(f.fileno())  # recently used: the sweep removes the oldest first
+        except OSError:
+            f.close()
+            return None
+        log.info("%s: reading the complete copy an earlier run kept", self.what)
+        return f
 
     # -- the partial file -------------------------------------------------------------------
 
@@ -202,12 +232,33 @@ class _Fetch:
             self.file.close()
             self.file = None
 
+    def _promote(self) -> None:
+        """Rename the verified partial file to the complete entry (kept for a rerun)."""
+        assert self.file is not None and self.path is not None and self.entry is not None
+        try:
+            os.utime(self.file.fileno())
+            os.replace(self.path, self.entry)
+        except OSError as e:
+            log.warning("%s: cannot keep the complete blob: %s", self.what, e.strerror or e)
+            self._drop()
+            return
+        self.file.close()
+        self.file = None
+
     def finish(self, consumer_ok: bool) -> None:
-        """Delete the partial file once it served its purpose (or is bad); release it."""
+        """Keep a verified blob as a complete entry, drop a bad file; release the files."""
+        if self.served is not None:
+            if self.bad and self.entry is not None:
+                with contextlib.suppress(OSError):
+                    self.entry.unlink()
+            self.served.close()
+            self.served = None
         if self.file is None:
             return
-        if self.bad or (self.complete and consumer_ok):
+        if self.bad:
             self._drop()
+        elif self.complete:
+            self._promote()
         else:
             self.file.close()
             self.file = None

@@ -3,7 +3,9 @@
 :class:`RetryPolicy` is a value: exponential backoff with jitter, ``Retry-After`` honoured
 (delta-seconds or an HTTP date, capped at ``retry_after_max``). :func:`call` runs one request
 function under a policy: it retries connection failures, timeouts, broken responses and the
-``retry_statuses`` (5xx, 429, 408), and never retries TLS verification failures.
+``retry_statuses`` (5xx, 429, 408), and never retries TLS verification failures nor TLS
+protocol errors (a handshake the server answered with something that is not TLS, such as
+``WRONG_VERSION_NUMBER`` from a registry that speaks plain HTTP: retrying cannot help).
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ class RetryPolicy:
         return status in self.retry_statuses
 
     def retries_error(self, error: BaseException) -> bool:
-        return isinstance(error, RETRYABLE_ERRORS) and not is_tls_verification_error(error)
+        return (
+            isinstance(error, RETRYABLE_ERRORS)
+            and not is_tls_verification_error(error)
+            and tls_protocol_error(error) is None
+        )
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -80,6 +86,26 @@ def is_tls_verification_error(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+#: OpenSSL reasons for a handshake answered by something that does not speak TLS.
+PLAIN_HTTP_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"}
+)
+PLAIN_HTTP_HINT = "the registry may speak plain HTTP: add ?insecure=true or --insecure"
+
+
+def tls_protocol_error(error: BaseException) -> ssl.SSLError | None:
+    """The TLS protocol error behind ``error``: a plain ``ssl.SSLError`` (not a dropped
+    connection such as ``SSLEOFError``/``SSLSyscallError``, which a retry may cure)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return None
+        if type(seen) is ssl.SSLError:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def describe(error: BaseException) -> str:
@@ -111,6 +137,10 @@ def call(
                 raise TransportError(
                     f"{what}: TLS certificate verification failed ({describe(e)})"
                 ) from e
+            protocol = tls_protocol_error(e)
+            if protocol is not None:
+                hint = f"; {PLAIN_HTTP_HINT}" if protocol.reason in PLAIN_HTTP_REASONS else ""
+                raise TransportError(f"{what}: TLS handshake failed ({describe(e)}){hint}") from e
             if not policy.retries_error(e) or attempt == attempts:
                 raise TransportError(f"{what}: {describe(e)} (after {attempt} attempts)") from e
             wait = policy.delay(attempt)

@@ -17,7 +17,9 @@ the digest); ``Image.index`` is the index the reference named, when it named one
 
 Schema 1 manifests are converted (:mod:`.schema1`). Their diff_ids exist nowhere but in the
 layers, so those layers are downloaded once into temporary files (``--temp-dir``), verified and
-decompressed to compute them; the layers are then served from those files.
+decompressed to compute them; the layers are then served from those files. With no size in
+the manifest, a download is capped at :data:`occystrap.bounds.MAX_UNSIZED_BLOB` bytes and
+the decompression at :func:`occystrap.bounds.expansion_limit` of the stored size.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import BinaryIO, cast
 
+from ... import bounds
 from ...blobio.compression import decompressing_reader, peek_compression
-from ...blobio.readers import CHUNK
+from ...blobio.readers import CHUNK, Reader
 from ...blobio.spool import SpooledBlob, spool
 from ...blobio.verify import VerifyingReader
 from ...errors import DigestMismatch, LimitExceeded, PlatformNotFound, SizeMismatch
@@ -43,6 +46,7 @@ from ...model.media_types import SCHEMA1_TYPES, layer_media_type
 from ..base import RunContext
 from ..options import RegistrySourceOptions
 from . import schema1
+from .blobcache import BlobCache
 from .client import RegistryClient
 from .connect import open_client, partial_dir
 from .fetch import open_layer
@@ -66,7 +70,9 @@ def open_source(target: str, options: RegistrySourceOptions, ctx: RunContext) ->
     client = open_client(ref.host, ctx, insecure=options.insecure, tls_verify=options.tls_verify)
     with client, ExitStack() as keep:
         try:
-            yield RegistryReader(client, ref, ctx, explicit, keep).image()
+            reader = RegistryReader(client, ref, ctx, explicit, keep)
+            yield reader.image()
+            reader.cache.clean()  # the job succeeded: what it kept for a rerun can go
         finally:
             ctx.stats.add(retries=client.stats.retries)
 
@@ -93,7 +99,8 @@ class RegistryReader:
         self.repo = ref.repository
         self.wanted = explicit or DEFAULT_PLATFORM
         self.keep = keep  # temporary files of schema 1 layers live as long as the source
-        self.partial = partial_dir(ctx)
+        self.cache = BlobCache(partial_dir(ctx))
+        self.cache.sweep()
         self.origin = f"{ref.host}/{ref.repository}"
 
     def image(self) -> Image:
@@ -150,7 +157,9 @@ class RegistryReader:
         except PlatformNotFound as e:
             if self.ctx.all_platforms and index.manifests:
                 return index.manifests[0]  # copy_index visits every entry anyway
-            raise PlatformNotFound(f"{e.wanted} in {self.ref}", e.available) from None
+            raise PlatformNotFound(
+                f"{e.wanted} in {self.ref}", e.available, single=e.single
+            ) from None
 
     # -- images -------------------------------------------------------------------------
 
@@ -170,7 +179,9 @@ class RegistryReader:
         has_platform = "architecture" in config.obj
         if check_platform and self.explicit is not None and has_platform:
             if not self.explicit.matches(config.platform):
-                raise PlatformNotFound(f"{self.explicit} in {self.ref}", [str(config.platform)])
+                raise PlatformNotFound(
+                    f"{self.explicit} in {self.ref}", [str(config.platform)], single=True
+                )
         platform = entry.platform if entry is not None and entry.platform else None
         return Image(
             name=familiar_name(self.ref),
@@ -215,8 +226,9 @@ class RegistryReader:
         )
 
     def _opener(self, desc: Descriptor) -> Callable[[], AbstractContextManager[BinaryIO]]:
-        client, repo, partial, stats = self.client, self.repo, self.partial, self.ctx.stats
-        return lambda: open_layer(client, repo, desc.digest, desc.size, partial, stats)
+        client, repo, cache, stats = self.client, self.repo, self.cache, self.ctx.stats
+        cache.note(desc.digest)  # a successful job removes what an earlier run kept of it
+        return lambda: open_layer(client, repo, desc.digest, desc.size, cache, stats)
 
     # -- schema 1 -----------------------------------------------------------------------
 
@@ -250,16 +262,35 @@ class RegistryReader:
 
     def _spool(self, digest: Digest) -> tuple[SpooledBlob, str, Digest]:
         """Download one schema 1 layer (verified) and compute its diff_id."""
+        what = f"layer {self.client.host}/{self.repo}@{digest}"
         with self.client.open_blob(self.repo, digest, None) as blob:
-            spooled = self.keep.enter_context(spool(blob, self.ctx.temp_dir))
+            capped = _Capped(blob, bounds.MAX_UNSIZED_BLOB, what)
+            spooled = self.keep.enter_context(spool(capped, self.ctx.temp_dir))
         self.ctx.stats.add(bytes_read=spooled.size)
         with spooled.open() as f:
             compression, peeked = peek_compression(f)
-            plain = decompressing_reader(peeked, compression, what=f"layer {digest}")
+            limit = bounds.expansion_limit(spooled.size)
+            plain = decompressing_reader(peeked, compression, limit=limit, what=what)
             hasher = Hasher()
             while chunk := plain.read(CHUNK):
                 hasher.update(chunk)
         return spooled, str(compression), hasher.digest()
+
+
+class _Capped:
+    """Reads ``src`` but refuses (LimitExceeded) to go past ``limit`` bytes."""
+
+    def __init__(self, src: Reader, limit: int, what: str) -> None:
+        self.src, self.limit, self.what, self.seen = src, limit, what, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n if n >= 0 else CHUNK) or b""
+        self.seen += len(data)
+        if self.seen > self.limit:
+            raise LimitExceeded(
+                f"{self.what} is over the {self.limit}-byte limit for a blob of unknown size"
+            )
+        return data
 
 
 def _spooled_opener(

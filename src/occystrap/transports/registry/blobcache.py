@@ -1,0 +1,119 @@
+"""The cross-run download cache of registry sources: partial and complete blobs on disk.
+
+The directory (``RegistrySettings.partial_dir``, default ``$XDG_CACHE_HOME/occystrap/partial``)
+holds ``ALG-HEX.partial``, a download in progress or cut short (see :mod:`.fetch`), and
+``ALG-HEX.blob``, a complete blob whose size and digest were verified when it was fetched (and
+are verified again whenever it is served). A complete blob is kept so that a rerun of a job
+that failed or was killed after fetching it reads it from disk instead of the network.
+
+Bounds. When a job succeeds (its source is closed without an error) the files of every blob
+that job needed are removed (:meth:`BlobCache.clean`). When a source opens, files untouched
+for :data:`MAX_AGE` seconds are removed, then the oldest ones until the directory holds at
+most :data:`MAX_BYTES` (:meth:`BlobCache.sweep`). A file another run is using is locked by it
+(``flock``: exclusive while written, shared while served) and is never removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+from ...model.digest import Digest
+
+log = logging.getLogger(__name__)
+
+PARTIAL = ".partial"
+COMPLETE = ".blob"
+#: Files untouched for this long are removed by the next source that opens.
+MAX_AGE = 7 * 86400
+#: The most bytes the directory keeps; the oldest files go first beyond it.
+MAX_BYTES = 8 << 30
+
+
+class BlobCache:
+    """The cache directory as one source uses it (``root`` None: no cache at all)."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+        self._needed: set[Digest] = set()
+        self._lock = threading.Lock()
+
+    def path(self, digest: Digest, suffix: str) -> Path | None:
+        if self.root is None or not digest.supported:
+            return None
+        return self.root / f"{digest.algorithm}-{digest.encoded}{suffix}"
+
+    def note(self, digest: Digest) -> None:
+        """``digest`` is needed by this job: :meth:`clean` removes its files."""
+        with self._lock:
+            self._needed.add(digest)
+
+    def clean(self) -> int:
+        """The job succeeded: remove the files of the blobs it needed; how many went."""
+        with self._lock:
+            needed, self._needed = list(self._needed), set()
+        removed = 0
+        for digest in needed:
+            for suffix in (COMPLETE, PARTIAL):
+                path = self.path(digest, suffix)
+                if path is not None and remove_unused(path):
+                    removed += 1
+        return removed
+
+    def sweep(self, now: float | None = None) -> int:
+        """Remove old files, then the oldest ones beyond :data:`MAX_BYTES`; how many went."""
+        if self.root is None:
+            return 0
+        try:
+            names = os.listdir(self.root)
+        except OSError:
+            return 0
+        now = time.time() if now is None else now
+        files: list[tuple[float, int, Path]] = []
+        for name in names:
+            if not name.endswith((PARTIAL, COMPLETE)):
+                continue
+            path = self.root / name
+            with contextlib.suppress(OSError):
+                st = os.lstat(path)
+                if stat.S_ISREG(st.st_mode):
+                    files.append((st.st_mtime, st.st_size, path))
+        files.sort()
+        total = sum(size for _, size, _ in files)
+        removed = 0
+        for mtime, size, path in files:
+            if (now - mtime > MAX_AGE or total > MAX_BYTES) and remove_unused(path):
+                log.debug("removed %s from the download cache", path.name)
+                total -= size
+                removed += 1
+        return removed
+
+
+def remove_unused(path: Path) -> bool:
+    """Unlink the regular file ``path`` unless another open file holds a lock on it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(path).st_ino != st.st_ino:
+            return False  # replaced meanwhile
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+__all__ = ["COMPLETE", "MAX_AGE", "MAX_BYTES", "PARTIAL", "BlobCache", "remove_unused"]
