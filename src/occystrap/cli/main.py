@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import traceback
+import types
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -382,7 +383,24 @@ def _stop_progress() -> None:
         _State.reporter.close()
 
 
+def _without_httpx_cli() -> None:
+    """``import httpx`` also imports its own command-line tool (``httpx._main``: rich's
+    console and progress, pygments, click) when they are installed: 60-80 ms of start-up
+    this process never uses. A placeholder registered first takes its place; the library
+    itself leaves httpx alone, only the command line owns its process."""
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return
+    placeholder = types.ModuleType("httpx._main")
+
+    def main() -> None:
+        raise SystemExit("httpx's command line is not loaded in occystrap")
+
+    placeholder.main = main  # type: ignore[attr-defined]
+    sys.modules["httpx._main"] = placeholder
+
+
 def main(argv: list[str] | None = None) -> None:
+    _without_httpx_cli()
     try:
         args = _tls_verify_value(sys.argv[1:] if argv is None else argv)
         try:

@@ -142,7 +142,8 @@ def call(
                 hint = f"; {PLAIN_HTTP_HINT}" if protocol.reason in PLAIN_HTTP_REASONS else ""
                 raise TransportError(f"{what}: TLS handshake failed ({describe(e)}){hint}") from e
             if not policy.retries_error(e) or attempt == attempts:
-                raise TransportError(f"{what}: {describe(e)} (after {attempt} attempts)") from e
+                tries = "" if attempt == 1 else f" (after {attempt} attempts)"
+                raise TransportError(f"{what}: {describe(e)}{tries}") from e
             wait = policy.delay(attempt)
             log.info(
                 "%s: %s; retrying in %.1fs (%d/%d)", what, describe(e), wait, attempt, attempts - 1
