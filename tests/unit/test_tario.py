@@ -29,6 +29,8 @@ from occystrap.tario import (
     paths,
     rewrite_header,
 )
+from occystrap.tario.encode import pax_block
+from occystrap.tario.entry import TIME_RECORDS, ParsedInfo
 from occystrap.tario.reader import checksum
 
 MTIME = 1_700_000_000
@@ -289,6 +291,87 @@ def test_pax_mtime_text_is_kept_exactly_when_unchanged() -> None:
     data = tar_of((info, b"x"))
     new = reencode(data, name="g")
     assert b"mtime=1700000000.123456789\n" in new
+
+
+# ---------------------------------------------------------------- mtime-only changes
+
+
+def set_mtime(data: bytes, ts: int = 0, *, plain: bool = False) -> bytes:
+    """``data`` with every mtime set to ``ts`` and the time records dropped, as
+    normalize-timestamps does; ``plain`` re-encodes from a bare TarInfo (no source block)."""
+
+    def change(entry: TarEntry) -> TarEntry:
+        kept = {k: v for k, v in entry.info.pax_headers.items() if k not in TIME_RECORDS}
+        new = rewrite_header(entry, mtime=ts, pax_headers=kept)
+        if plain and isinstance(new.info, ParsedInfo):
+            new.info.source = None
+        return new
+
+    return b"".join(iter_tar_bytes(change(e) for e in iter_entries(io.BytesIO(data))))
+
+
+def headers_of(data: bytes) -> list[tuple[bytes, bool]]:
+    """Each member's header blocks, and whether they are one block or a time-only PAX header
+    and a block (what an mtime change patches)."""
+    out = []
+    for entry in iter_entries(io.BytesIO(data)):
+        raw, records = entry.raw_header or b"", entry.info.pax_headers
+        simple = len(raw) == 512 or raw[156:157] == b"x" and set(records) <= TIME_RECORDS
+        out.append((raw, simple))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["ustar", "gnu", "posix"])
+def test_mtime_only_change_patches_the_source_block(tmp_path: Path, fmt: str) -> None:
+    data = gnu_tar(tmp_path, fmt).read_bytes()
+    new = set_mtime(data, 1234)
+    assert describe(new) == describe(set_mtime(data, 1234, plain=True))
+    patched = 0
+    for (old, simple), (out, _) in zip(headers_of(data), headers_of(new), strict=True):
+        block = old[-512:]
+        if simple:
+            # the member's own block, only its mtime and checksum changed; no time records
+            assert out[:136] + out[156:] == block[:136] + block[156:]
+            assert out[136:148] == b"%011o\0" % 1234 and out[148:156] == b"%06o\0 " % checksum(out)
+            patched += 1
+    assert patched > 10
+    (tmp_path / "b.tar").write_bytes(new)
+    listing = gnu_listing(tmp_path / "b.tar")
+    assert listing.count(" 1970-01-01 00:20:34 ") == len(listing.splitlines())
+
+
+def test_time_records_do_not_change_a_normalized_header() -> None:
+    with_times = member("f", pax_headers={"mtime": "17.5", "atime": "9", "ctime": "1.25"})
+    without = member("f")
+    one, two = set_mtime(tar_of((with_times, b"x"))), set_mtime(tar_of((without, b"x")))
+    assert one == two and len(headers_of(one)[0][0]) == 512
+
+
+def test_any_other_change_re_encodes() -> None:
+    data = tar_of((member("f", uname="u", devmajor=0), b"x"), fmt=tarfile.GNU_FORMAT)
+    entry = rewrite_header(next(iter_entries(io.BytesIO(data))), mtime=0)
+    patched = encode_header(entry.info)
+    assert patched[257:265] == b"ustar  \0"  # the GNU source block, patched
+    entry.info.uname = "other"  # changed in place after the mtime: no longer the source's
+    out = encode_header(entry.info)
+    assert out[257:265] == b"ustar\x0000" and out[265:270] == b"other"
+    for info, _, _ in read_all(b"".join(iter_tar_bytes([entry]))):
+        assert (info.uname, info.mtime) == ("other", 0)
+
+
+def test_signed_checksum_and_global_headers_re_encode() -> None:
+    block = bytearray(header("caf\xe9", fmt=tarfile.GNU_FORMAT))
+    block[0:5] = b"caf\xe9\0"
+    raw = bytes(block[:148]) + b"        " + bytes(block[156:])
+    block[148:156] = b"%06o\0 " % sum(b - 256 if b > 127 else b for b in raw)
+    data = bytes(block) + bytes(1024)
+    new = set_mtime(data)
+    assert new == set_mtime(data, plain=True) and new[257:265] == b"ustar\x0000"
+    info = member("g", pax_headers={"uid": "7"})
+    glob = tar_of((member("f"), b"x"), fmt=tarfile.PAX_FORMAT)
+    glob = pax_block({"uid": "7"}, tarfile.XGLTYPE) + glob
+    assert set_mtime(glob) == set_mtime(glob, plain=True)
+    del info
 
 
 # ---------------------------------------------------------------- format choice

@@ -3,7 +3,10 @@
 Only headers change, bodies stream through untouched. Each entry gets ``mtime = ts``; the
 PAX time records ``atime``, ``ctime`` and ``LIBARCHIVE.creationtime`` are dropped (as is a
 sub-second ``mtime`` record); every other record (xattrs such as ``security.capability``,
-ACLs, long names) is kept, and the writer re-encodes the header as USTAR whenever it fits.
+ACLs, long names) is kept, and the writer re-encodes the header as USTAR whenever it fits;
+a header that was one USTAR/GNU block (possibly after a PAX header of time records only) is
+that block with the new mtime patched in, not re-encoded (see
+:func:`occystrap.tario.encode.encode_header`), so its size and layout stay the source's.
 An entry that already has ``mtime == ts`` and no time records passes through byte for byte,
 so the filter is idempotent and an already normalised layer keeps its digest. A PAX global
 header loses its time records too (and every later entry is re-encoded, since the global
@@ -21,6 +24,7 @@ from typing import Any
 
 from ..errors import InvalidOption
 from ..model.config import ImageConfig, rfc3339
+from ..tario.entry import TIME_RECORDS as _TIME_RECORDS
 from ..tario.entry import TarEntry
 from ..tario.writer import copy_info
 from .base import LayerView, PassThrough
@@ -29,7 +33,7 @@ from .options import NormalizeOptions
 #: the manifest annotation holding the image's creation date (OCI image spec)
 CREATED_ANNOTATION = "org.opencontainers.image.created"
 #: PAX records that carry a time (``mtime`` mirrors the header field and is recomputed).
-TIME_RECORDS = frozenset(("mtime", "atime", "ctime", "LIBARCHIVE.creationtime"))
+TIME_RECORDS = _TIME_RECORDS
 _MAX_TS = 8**11 - 1  # the largest mtime a USTAR header holds
 
 
@@ -64,20 +68,21 @@ class NormalizeTimestamps(PassThrough):
         for entry in entries:
             info = entry.info
             records = info.pax_headers
+            timed = bool(records) and not TIME_RECORDS.isdisjoint(records)
             if info.type == tarfile.XGLTYPE:
-                if records.keys() & TIME_RECORDS:
+                if timed:
                     reencode_all = True
                     new = copy_info(info)
                     new.pax_headers = {k: v for k, v in records.items() if k not in TIME_RECORDS}
                     entry = TarEntry(new, None, entry.body)
                 yield entry
                 continue
-            if not reencode_all and info.mtime == ts and not records.keys() & TIME_RECORDS:
+            if not reencode_all and info.mtime == ts and not timed:
                 yield entry
                 continue
             new = copy_info(info)
             new.mtime = ts
-            if records.keys() & TIME_RECORDS:
+            if timed:
                 new.pax_headers = {k: v for k, v in records.items() if k not in TIME_RECORDS}
             yield TarEntry(new, None, entry.body)
 

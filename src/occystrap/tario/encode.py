@@ -6,7 +6,11 @@ fit, plus every record of ``info.pax_headers`` that is not a header field
 (``path linkpath size uid gid uname gname mtime``) and the encoding records
 ``hdrcharset``/``GNU.sparse.*`` are recomputed, never copied; the fields of ``info`` are
 the truth. ``pax_block`` builds an ``x`` or ``g`` header from records. GNU format is never
-written.
+written, except that a header changed only in its mtime is its source block patched: when
+``info`` is a :class:`~occystrap.tario.entry.ParsedInfo` that still says what its source
+block says (all fields but the times; no PAX record left), the result is that block with
+the new mtime and checksum written in, as the member was (USTAR or plain GNU), without its
+time-only extended header. The same entry gives the same bytes either way it is changed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import struct
 import tarfile
 from collections.abc import Iterable, Mapping
 
+from .entry import SourceHeader, header_fields, source_of
 from .fields import HEADER_ONLY, checksum, pax_time
 from .source import BLOCK
 
@@ -25,6 +30,7 @@ _ZERO11 = b"00000000000\0"
 PAD = [bytes(n) for n in range(BLOCK)]
 _MAX7 = 0o7777777
 _MAX11 = 0o77777777777
+_MTIME_FIELDS: dict[int, tuple[bytes, int]] = {}  # mtime -> (its field, the sum of its bytes)
 _MIRRORED = frozenset(("path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime"))
 
 
@@ -106,6 +112,11 @@ def encode_header(info: tarfile.TarInfo, *, force: Iterable[str] = ()) -> bytes:
     ``force`` names header-field records to write as PAX records even when they fit (used
     to override PAX global headers in force). Raises ValueError for values no tar can hold.
     """
+    source = source_of(info)
+    if source is not None and not force and not info.pax_headers:
+        patched = _patched(info, source)
+        if patched is not None:
+            return patched
     kind, name, mode = info.type, info.name, info.mode
     if len(kind) != 1 or not 0 <= mode <= _MAX7:
         raise ValueError(f"bad type or mode for tar member {info.name!r}")
@@ -156,6 +167,24 @@ def encode_header(info: tarfile.TarInfo, *, force: Iterable[str] = ()) -> bytes:
     if not records:
         return header
     return pax_block(records, tarfile.XHDTYPE) + header
+
+
+def _patched(info: tarfile.TarInfo, source: SourceHeader) -> bytes | None:
+    """``source``'s block with ``info.mtime`` written in, if that is all that changed."""
+    mtime = info.mtime
+    if type(mtime) is not int:
+        mtime = int(mtime) if isinstance(mtime, float) and mtime.is_integer() else -1
+    if not 0 <= mtime <= _MAX11 or header_fields(info) != source.fields:
+        return None
+    field = _MTIME_FIELDS.get(mtime)
+    if field is None:
+        if len(_MTIME_FIELDS) >= 256:
+            _MTIME_FIELDS.clear()
+        text = b"%011o\0" % mtime
+        field = _MTIME_FIELDS[mtime] = (text, sum(text))
+    block = source.block
+    total = source.checksum - sum(block[136:148]) + field[1]
+    return b"".join((block[:136], field[0], b"%06o\0 " % total, block[156:]))
 
 
 def pax_block(records: Mapping[str, str], kind: bytes = tarfile.XHDTYPE) -> bytes:

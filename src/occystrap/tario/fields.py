@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 import struct
-import tarfile
 import zlib
 
 from ..errors import MalformedInput
+from .entry import ParsedInfo
 
 MAX_SIZE = 2**63 - 1  # Go's int64: no extractor takes more
 HEADER_ONLY = frozenset((b"1", b"2", b"3", b"4", b"5", b"6"))  # types that carry no data
@@ -85,12 +85,12 @@ def header_name(fields: tuple[bytes, ...]) -> str:
     return text(fields[0])
 
 
-def header_info(fields: tuple[bytes, ...]) -> tarfile.TarInfo:
-    """A TarInfo with the name, link, owner names and device numbers of unpacked ``fields``.
+def header_info(fields: tuple[bytes, ...]) -> ParsedInfo:
+    """A ParsedInfo with the name, link, owner names and device numbers of unpacked ``fields``.
 
     The numbers (mode, ids, size, mtime) are the caller's; ValueError for a bad device number.
     """
-    info = tarfile.TarInfo(header_name(fields))
+    info = ParsedInfo(header_name(fields))
     if fields[8][0]:
         info.linkname = text(fields[8])
     if fields[9][:5] == b"ustar":

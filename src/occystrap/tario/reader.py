@@ -19,7 +19,7 @@ import tarfile
 from typing import NoReturn
 
 from ..errors import LimitExceeded, MalformedInput
-from .entry import TarEntry
+from .entry import TIME_RECORDS, ParsedInfo, SourceHeader, TarEntry, header_fields
 from .fields import FIELDS, header_info, header_name, num, numbers, pax_int, signed_checksum, text
 from .fields import HEADER_ONLY as HEADER_ONLY
 from .fields import MAX_SIZE as MAX_SIZE
@@ -40,6 +40,12 @@ MAX_HEADERS = 4 << 20  # all header blocks of one member
 ZERO_BLOCK = bytes(BLOCK)
 _EXTENDED = frozenset((b"x", b"g", b"L", b"K"))
 _GLOBAL_FIELDS = ("uid", "gid", "uname", "gname", "mtime")
+_ZEROS = bytes(BLOCK - 345)
+
+
+def _gnu_plain(block: bytes) -> bool:
+    """A GNU header with nothing in its extra fields (access and change times, sparse map)."""
+    return block[345:] == _ZEROS
 
 
 def iter_entries(
@@ -170,7 +176,8 @@ class TarReader:
                 mode, uid, gid, size, mtime, stored = numbers(block, fields)
             except ValueError:
                 raise self._corrupt(offset, "bad number field") from None
-            if stored != checksum(block) and stored != signed_checksum(block):
+            unsigned = stored == checksum(block)
+            if not unsigned and stored != signed_checksum(block):
                 raise self._corrupt(offset)
             if not 0 <= size <= MAX_SIZE or not 0 <= mode <= 0o7777777 or uid < 0 or gid < 0:
                 raise self._corrupt(offset, "negative or oversized number")
@@ -204,7 +211,8 @@ class TarReader:
                     raise MalformedInput(f"tar member name with NUL {where}")
                 found = name.decode("utf-8", "surrogateescape")
                 long_name, long_link = (found, long_link) if kind == b"L" else (long_name, found)
-        if walk and not raw and kind != tarfile.GNUTYPE_SPARSE and not self.global_headers:
+        plain = not raw and kind != tarfile.GNUTYPE_SPARSE and not self.global_headers
+        if plain and walk:
             self._walk_plain(fields, kind, size)
             return None
         raw.append(block)
@@ -216,7 +224,38 @@ class TarReader:
         if kind == tarfile.AREGTYPE and info.name.endswith("/"):
             kind = tarfile.DIRTYPE
         info.type = kind
-        return self._member(info, size, raw, pax, pairs, long_name, long_link, block)
+        if plain:
+            entry = self._plain_member(info, size, block)
+        else:
+            entry = self._member(info, size, raw, pax, pairs, long_name, long_link, block)
+        if (
+            unsigned
+            and entry.raw_header is not None
+            and kind == fields[7]
+            and (fields[9] == b"ustar\x0000" or fields[9] == b"ustar  \0" and _gnu_plain(block))
+            and (plain or long_name is None is long_link and TIME_RECORDS.issuperset(pax))
+            and not self.global_headers
+        ):
+            info.source = SourceHeader(block, header_fields(info), stored)
+        return entry
+
+    def _plain_member(self, info: ParsedInfo, size: int, block: bytes) -> TarEntry:
+        """:meth:`_member` for a member of one header block (its names hold no NUL)."""
+        self._name = info.name
+        if not info.name:
+            raise MalformedInput(f"tar member with an empty name {self._where()}")
+        info.offset = self.entry_offset
+        header: bytes | None = block
+        if info.type in HEADER_ONLY:
+            if size:
+                log.debug("ignored size %d of header-only tar member %s", size, self._where())
+                header = None
+            size = 0
+        self._pad = -size % BLOCK
+        self._body = self._stored = body = Body(self._src, size, self.truncated)
+        info.offset_data = self.entry_offset + BLOCK
+        info.size = size
+        return TarEntry(info, header, body)
 
     def _walk_plain(self, fields: tuple[bytes, ...], kind: bytes, size: int) -> None:
         """Check a member with no extended headers as :meth:`_member` would, without
@@ -236,7 +275,7 @@ class TarReader:
 
     def _member(
         self,
-        info: tarfile.TarInfo,
+        info: ParsedInfo,
         size: int,
         raw: list[bytes],
         pax: dict[str, str],

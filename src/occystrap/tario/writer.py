@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ..errors import MalformedInput
 from .encode import PAD, encode_header, pax_block
-from .entry import BodyReader, TarEntry
+from .entry import BodyReader, ParsedInfo, TarEntry, source_of
 from .reader import BLOCK, CHUNK, HEADER_ONLY, BytesBody
 
 __all__ = [
@@ -262,8 +262,12 @@ def new_entry(info: tarfile.TarInfo, body: bytes | bytearray | Any = b"") -> Tar
 
 
 def copy_info(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    """A shallow copy of ``info`` with its own ``pax_headers`` dict (fast)."""
-    new = tarfile.TarInfo(info.name)
+    """A shallow copy of ``info`` with its own ``pax_headers`` dict (fast); a ParsedInfo's
+    copy keeps its source block."""
+    new = ParsedInfo(info.name)
+    source = source_of(info)
+    if source is not None:
+        new.source = source
     new.mode, new.uid, new.gid, new.size, new.mtime = (
         info.mode,
         info.uid,
