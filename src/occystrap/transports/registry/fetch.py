@@ -7,7 +7,7 @@ The download (receive, hash, keep) runs in a thread of its own, a few 1 MiB chun
 the reader (:class:`~occystrap.copy_stages.Stage`), so that it overlaps with what the reader
 does with the bytes (decompress, write, upload) on another core.
 
-Cross-run resume. A blob of at least :data:`PARTIAL_MIN` bytes is also written, chunk by
+Cross-run resume. Every layer blob (:data:`PARTIAL_MIN`) is also written, chunk by
 chunk as it streams, to ``CACHE_DIR/ALG-HEX.partial`` (held under an exclusive ``flock``, so
 concurrent runs never share one; the directory is :mod:`.blobcache`'s). The file's length is
 the offset: a killed process loses nothing it wrote, and Python cannot serialise a hash
@@ -43,8 +43,8 @@ from .client import RegistryClient
 
 log = logging.getLogger(__name__)
 
-#: Smaller blobs are simply fetched again by a later run.
-PARTIAL_MIN = 16 << 20
+#: Every non-empty layer is kept for a rerun: a small one costs a file, not a download.
+PARTIAL_MIN = 1
 
 
 @contextlib.contextmanager
