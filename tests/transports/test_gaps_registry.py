@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -136,17 +135,14 @@ def test_tls_to_a_plain_http_registry_fails_at_once_with_a_hint(
            registry_plain.ref("gaps/plain", "v1"))  # fmt: skip
     forwarder = CountingForwarder(registry_plain.host)
     try:
-        started = time.monotonic()
         done = occystrap(env, "process", f"registry://{forwarder.host}/gaps/plain:v1",
                          f"tar://{tmp_path / 'o.tar'}")  # fmt: skip
-        took = time.monotonic() - started
     finally:
         forwarder.close()
     line = one_line_error(done, "TLS handshake failed", "WRONG_VERSION_NUMBER",
                           "the registry may speak plain HTTP: add ?insecure=true or --insecure")  # fmt: skip
     assert "attempts" not in line, line
     assert forwarder.connections == 1, "a TLS protocol error was retried"
-    assert took < 5, took
     assert not (tmp_path / "o.tar").exists()
     ok = occystrap(env, "process", f"registry://{registry_plain.host}/gaps/plain:v1?insecure=true",
                    f"tar://{tmp_path / 'o.tar'}")  # fmt: skip

@@ -24,8 +24,8 @@ import fcntl
 import logging
 import os
 import stat
-import time
 
+from ...filelocks import remove_unlocked
 from .layout import INDEX_FILE, LAYOUT_FILE, LOCK_FILE
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,8 @@ def hold(root: str) -> int | None:
     return None
 
 
-def sweep_blob_temps(root: str, now: float | None = None) -> int:
+def sweep_blob_temps(root: str) -> int:
     """Remove the stale temporary files under ``root/blobs/*/``; how many went."""
-    now = time.time() if now is None else now
     removed = 0
     blobs = os.path.join(root, "blobs")
     with contextlib.suppress(OSError):
@@ -67,33 +66,12 @@ def sweep_blob_temps(root: str, now: float | None = None) -> int:
             directory = os.path.join(blobs, alg)
             with contextlib.suppress(OSError):
                 for name in os.listdir(directory):
-                    if name.startswith(PREFIX) and _remove_stale(
-                        os.path.join(directory, name), now
-                    ):
+                    path = os.path.join(directory, name)
+                    if name.startswith(PREFIX) and remove_unlocked(path, STALE_AFTER):
                         removed += 1
     if removed:
         log.info("removed %d temporary files killed writers left in %s", removed, blobs)
     return removed
-
-
-def _remove_stale(path: str, now: float) -> bool:
-    try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < STALE_AFTER:
-            return False
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.lstat(path).st_ino != os.fstat(fd).st_ino:
-            return False
-        os.unlink(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def remove_root_temps(root: str) -> None:

@@ -16,7 +16,6 @@ most :data:`MAX_BYTES` (:meth:`BlobCache.sweep`). A file another run is using is
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import stat
@@ -24,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from ...filelocks import remove_unlocked
 from ...model.digest import Digest
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class BlobCache:
         for digest in needed:
             for suffix in (COMPLETE, PARTIAL):
                 path = self.path(digest, suffix)
-                if path is not None and remove_unused(path):
+                if path is not None and remove_unlocked(path):
                     removed += 1
         return removed
 
@@ -88,32 +88,11 @@ class BlobCache:
         total = sum(size for _, size, _ in files)
         removed = 0
         for mtime, size, path in files:
-            if (now - mtime > MAX_AGE or total > MAX_BYTES) and remove_unused(path):
+            if (now - mtime > MAX_AGE or total > MAX_BYTES) and remove_unlocked(path):
                 log.debug("removed %s from the download cache", path.name)
                 total -= size
                 removed += 1
         return removed
 
 
-def remove_unused(path: Path) -> bool:
-    """Unlink the regular file ``path`` unless another open file holds a lock on it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return False
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.stat(path).st_ino != st.st_ino:
-            return False  # replaced meanwhile
-        os.unlink(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-__all__ = ["COMPLETE", "MAX_AGE", "MAX_BYTES", "PARTIAL", "BlobCache", "remove_unused"]
+__all__ = ["COMPLETE", "MAX_AGE", "MAX_BYTES", "PARTIAL", "BlobCache"]
