@@ -512,7 +512,7 @@ class _Engine:
         tar work and writing still in threads of their own.
         """
         return (
-            bool(getattr(self.sink, "writes_one_stream", False))
+            self.sink.capabilities.writes_one_stream
             and self.form is LayerForm.UNCOMPRESSED
             and all(layer.compression == "none" for layer in self.image.layers)
         )

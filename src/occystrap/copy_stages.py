@@ -22,12 +22,12 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Self
 
 from .blobio.compress import make_compressor
 from .blobio.readers import CHUNK, Reader, ReaderBase
 from .blobio.spool import SpooledBlob
+from .closing import Closing
 from .errors import OutputError
 from .model.digest import Digest
 
@@ -37,7 +37,7 @@ DEPTH = 2  # chunks queued between two stages (more saves no time, only memory)
 _END = object()
 
 
-class Stage:
+class Stage(Closing):
     """Iterate ``chunks`` in a thread of its own; iterate the stage to get them here.
 
     The thread starts at the first ``next()``. An exception in the thread is raised here,
@@ -113,17 +113,6 @@ class Stage:
                 pass
         self._thread.join()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def chunks_of(reader: Reader, hasher: Any = None) -> Iterator[bytes]:
     """``reader``'s bytes in chunks of up to 1 MiB, fed to ``hasher`` on the way if given."""
@@ -175,7 +164,7 @@ class KnownBlob(ReaderBase):
 
 
 @dataclass
-class Packed:
+class Packed(Closing):
     """A compressed layer spooled to disk: ``blob`` has the digest and size of the
     compressed bytes; ``diff_id`` and ``plain_size`` describe the uncompressed tar."""
 
@@ -185,17 +174,6 @@ class Packed:
 
     def close(self) -> None:
         self.blob.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def pack(

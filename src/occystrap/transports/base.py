@@ -57,6 +57,8 @@ class SinkCapabilities:
     default_family: str = "oci"
     #: the sink can store an image index: it is an IndexSink (``put_index``).
     holds_index: bool = False
+    #: layers go into one output stream; one that arrives before its turn is spooled.
+    writes_one_stream: bool = False
 
 
 @dataclass(frozen=True)

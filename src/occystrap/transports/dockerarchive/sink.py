@@ -51,9 +51,12 @@ def open_sink(target: str, options: TarSinkOptions, ctx: RunContext) -> TarSink:
 
 class TarSink:
     capabilities = SinkCapabilities(
-        layer_form=LayerForm.UNCOMPRESSED, ordered=False, thread_safe=True, default_family="docker"
+        layer_form=LayerForm.UNCOMPRESSED,
+        ordered=False,
+        thread_safe=True,
+        default_family="docker",
+        writes_one_stream=True,
     )
-    writes_one_stream = True  # layers that arrive before their turn are spooled (see copy.py)
 
     def __init__(self, target: str, options: TarSinkOptions, ctx: RunContext) -> None:
         self.target = target
