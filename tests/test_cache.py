@@ -465,8 +465,12 @@ def test_cache_ls_and_prune_commands(layout: LayoutInfo, tmp_path: Path) -> None
     table = occystrap("cache", "ls", env=env).stdout.decode().splitlines()
     assert table[0].split()[:3] == ["LAST", "USED", "SIZE"] and len(table) == 10
     assert re.fullmatch(r"8 entries, .+ of 10\.0 GB in .+", table[-1])
-    # prune to a bound that holds only the newest pipeline's outputs
-    newest = sum(e["size"] for e in listing["entries"][:4]) + 8 * 2048
+    # prune to a bound that holds exactly the newest pipeline's outputs: their blobs and
+    # their entry files (the prune counts both)
+    entry_files = sum(
+        (cache_dir / "entries" / f"{e['id']}.json").stat().st_size for e in listing["entries"][:4]
+    )
+    newest = sum(e["size"] for e in listing["entries"][:4]) + entry_files
     pruned = occystrap("--cache-dir", cache_dir, "cache", "prune", "--max-size", str(newest))
     assert pruned.returncode == 0 and pruned.stdout.startswith(b"removed 4 entries"), pruned
     left = json.loads(occystrap("cache", "ls", "--json", env=env).stdout)["entries"]

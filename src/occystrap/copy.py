@@ -17,9 +17,11 @@ For each layer the engine picks one of four routes, from what the sink wants
   decompresses a copy of the stream for the observers.
 
 Threads: layers run in parallel when the sink is thread safe and the source is not a
-stream (but one at a time when plain layers go to a sink writing one stream, which would
-spool all but one of them); within a layer, reading and decompressing, tar parsing and filtering, and hashing,
-compressing and writing run in threads of their own (``occystrap.copy_stages``), since
+stream. Into a sink that takes them in order or writes one stream (tar://, which would
+spool every layer that arrived early) they go one at a time, and the downloads of later
+layers run ahead into the source's local keep (``Prefetch``). Within a layer, reading and
+decompressing, tar parsing and filtering, and hashing, compressing and writing run in
+threads of their own (``occystrap.copy_stages``), since
 hashing, (de)compression and I/O release the GIL. Bytes the source verifies against their
 descriptor as they stream are not hashed a second time.
 
@@ -56,7 +58,7 @@ from .blobio.verify import HashingReader, VerifyingReader
 from .bounds import expansion_limit
 from .cache.key import CacheKey, chain_identity
 from .cache.recording import Recording
-from .copy_stages import KnownBlob, Stage, chunks_of, compressed, hashed, pack
+from .copy_stages import KnownBlob, Prefetch, Stage, chunks_of, compressed, hashed, pack
 from .errors import IntegrityError, OccystrapError
 from .events import ProgressReader, image_started
 from .filters.base import Filter, ImageView, LayerView, SourceEnd
@@ -131,6 +133,7 @@ class _Engine:
             written = self._observe(layer)
         else:
             written = self._pass_or_convert(layer)
+        log.debug("layer %d (%s): %s", layer.index, layer.label, written.outcome)
         reporter.layer_finished(layer.index, written.outcome)
         self.ctx.stats.add(layers=1, layers_skipped=int(written.outcome == "skipped"))
         return written
@@ -175,15 +178,19 @@ class _Engine:
     def _stored_is_plain(self, layer: Layer) -> bool:
         return layer.compression == "none"
 
+    def _must_compress(self, layer: Layer) -> bool:
+        """A plain stored layer bound for a sink that stores layers compressed."""
+        return (
+            self.form is LayerForm.STORED
+            and self._stored_is_plain(layer)
+            and self.sink.capabilities.compress_uncompressed
+            and self.ctx.compression != "none"
+            and not is_nondistributable(layer.media_type)
+        )
+
     def _pass_or_convert(self, layer: Layer) -> Written:
         if self.form is LayerForm.STORED:
-            must_compress = (
-                self._stored_is_plain(layer)
-                and self.sink.capabilities.compress_uncompressed
-                and self.ctx.compression != "none"
-                and not is_nondistributable(layer.media_type)
-            )
-            if not must_compress:
+            if not self._must_compress(layer):
                 return self._pass(layer)
             return self._compress(layer)
         # UNCOMPRESSED sink
@@ -488,10 +495,17 @@ class _Engine:
             and not self.image.sequential
             and caps.thread_safe
             and not caps.ordered
-            and not self._copies_into_one_stream()
+            and not caps.writes_one_stream
         )
         if not parallel:
-            return [self.transfer(layer) for layer in layers]
+            ahead_layers = self._prefetchable()
+            log.debug("layers one at a time, %d read ahead", len(ahead_layers))
+            with Prefetch(ahead_layers, self.ctx.jobs - 1) as ahead:
+                written = []
+                for layer in layers:
+                    ahead.wait_for(layer)
+                    written.append(self.transfer(layer))
+                return written
         with ThreadPoolExecutor(max_workers=self.ctx.jobs, thread_name_prefix="layer") as pool:
             futures: list[Future[Written]] = [pool.submit(self.transfer, layer) for layer in layers]
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
@@ -503,19 +517,39 @@ class _Engine:
                     raise exc
             return [f.result() for f in futures]
 
-    def _copies_into_one_stream(self) -> bool:
-        """Plain stored layers bound for a sink that writes one stream (tar://).
+    def _prefetchable(self) -> list[Layer]:
+        """The layers to download ahead while earlier ones are handled in turn.
 
-        Such a sink spools every layer that arrives before its turn (written, read back
-        and written again), which costs more than a second core saves when there is no
-        decompression to share out: each layer is then handled in turn, its reading,
-        tar work and writing still in threads of their own.
+        Layers go one at a time into a sink that takes them in order or writes one stream
+        (tar://, which would spool every layer that arrived early, decompressed, to
+        disk). Their downloads need not wait: a layer whose source keeps a fully read blob
+        on local disk (``Layer.kept_locally``, a registry's resume cache, written anyway)
+        is read ahead and then served from disk in its turn. Not a layer the sink says it holds (its turn will skip it), nor when
+        the layer cache could answer, nor when asking the sink early would change it.
         """
-        return (
-            self.sink.capabilities.writes_one_stream
-            and self.form is LayerForm.UNCOMPRESSED
-            and all(layer.compression == "none" for layer in self.image.layers)
-        )
+        if (
+            self.ctx.jobs < 2
+            or self.image.sequential
+            or not self.sink.capabilities.has_layer_is_query
+            or self.cache is not None
+        ):
+            return []
+        return [
+            layer for layer in self.image.layers[1:] if layer.kept_locally and not self._held(layer)
+        ]
+
+    def _held(self, layer: Layer) -> bool:
+        """The sink holds this layer, so its turn will not read it (filters aside)."""
+        if self.chain:
+            return False  # filters read every layer
+        d = layer.descriptor
+        if self.form is LayerForm.STORED and not self._must_compress(layer):
+            key = d.digest if d is not None else None
+        elif self.form is LayerForm.UNCOMPRESSED:
+            key = layer.diff_id
+        else:
+            key = None
+        return key is not None and self.sink.has_layer(key) is not None
 
     def _manifest(
         self, written: Sequence[Written], config: ImageConfig, config_desc: Descriptor

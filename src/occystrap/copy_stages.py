@@ -20,16 +20,20 @@ import logging
 import queue
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from .blobio.compress import make_compressor
-from .blobio.readers import CHUNK, Reader, ReaderBase
+from .blobio.readers import CHUNK, Reader, ReaderBase, read_chunk
 from .blobio.spool import SpooledBlob
 from .closing import Closing
 from .errors import OutputError
 from .model.digest import Digest
+
+if TYPE_CHECKING:
+    from .image import Layer
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +163,12 @@ class KnownBlob(ReaderBase):
         self.size += len(data)
         return data
 
+    def read_chunk(self) -> bytes:
+        assert self._source is not None
+        data = read_chunk(self._source)
+        self.size += len(data)
+        return data
+
     def digest(self) -> Digest:
         return self._digest
 
@@ -232,3 +242,46 @@ def _write_all(write: Any, data: bytes, name: str) -> None:
             view = view[write(view) :]
     except OSError as e:
         raise OutputError(f"cannot write temporary file {name}: {e.strerror}") from None
+
+
+class Prefetch(Closing):
+    """Read ``layers`` to their end ahead of their turn, in up to ``workers`` threads, in
+    order; the bytes are discarded here (the source keeps them, see ``Layer.kept_locally``).
+
+    :meth:`wait_for` blocks until a layer's read-ahead is over, so that its turn opens the
+    kept copy and not a second download. A read-ahead that fails is only logged: the turn
+    opens the layer again and reports the error itself. ``close()`` stops the read-aheads
+    after their current chunk and waits for them.
+    """
+
+    def __init__(self, layers: Sequence[Layer], workers: int) -> None:
+        self._stop = threading.Event()
+        self._futures: dict[int, Future[None]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        if layers and workers > 0:
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="prefetch")
+            for layer in layers:
+                self._futures[layer.index] = self._pool.submit(self._read, layer)
+
+    def _read(self, layer: Layer) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            with layer.open() as stream:
+                while not self._stop.is_set() and stream.read(CHUNK):
+                    pass
+        except Exception as e:  # the layer's turn opens it again and raises
+            log.debug("reading layer %d ahead failed: %s", layer.index, e)
+
+    def wait_for(self, layer: Layer) -> None:
+        future = self._futures.pop(layer.index, None)
+        if future is not None:
+            future.result()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._pool is not None:
+            for future in self._futures.values():
+                future.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None

@@ -37,6 +37,10 @@ class Layer:
     #: where the stored blob also lives, as ``HOST/REPOSITORY`` of a registry (set by the
     #: registry source), so a registry sink on the same host can mount it instead of uploading
     origin: str | None = None
+    #: reading the layer to its end keeps its stored bytes on local disk until the job ends
+    #: (a registry's resume cache), so a second open reads them there: the engine may read
+    #: a layer ahead of its turn
+    kept_locally: bool = False
 
     def __post_init__(self) -> None:
         if self.compression is None:

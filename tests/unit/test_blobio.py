@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import isal
 import pytest
@@ -48,7 +49,9 @@ from occystrap.blobio import (
     validate_level,
 )
 from occystrap.blobio.compression import GZIP_HEADER
+from occystrap.blobio.readers import read_chunk
 from occystrap.blobio.spool import spool
+from occystrap.blobio.tee import observe_copy
 from occystrap.errors import (
     DigestMismatch,
     InvalidOption,
@@ -153,6 +156,72 @@ def test_iter_reader_hands_over_whole_chunks_and_closes_generator() -> None:
     assert first == b"a" * CHUNK
     reader.close()
     assert closed == [True]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    chunks=st.lists(st.binary(max_size=40), max_size=30),
+    sizes=st.lists(st.integers(min_value=-1, max_value=50), min_size=1, max_size=40),
+)
+def test_iter_reader_read_chunk_mixes_with_read(chunks: list[bytes], sizes: list[int]) -> None:
+    """``read_chunk`` (size -1 here) hands over what is left of a chunk or the next chunk,
+    the very object that came in, never an empty piece before the end."""
+    data = b"".join(chunks)
+    reader = IterReader(chunks)
+    pos = 0
+    for n in sizes:
+        piece = reader.read_chunk() if n < 0 else reader.read(n)
+        assert piece == data[pos : pos + len(piece)]
+        if n < 0:
+            assert piece or pos == len(data)
+        pos += len(piece)
+    while piece := reader.read_chunk():
+        pos += len(piece)
+    assert pos == len(data)
+    whole = [b"a" * 10, b"b" * 7]
+    reader = IterReader(whole)
+    assert reader.read_chunk() is whole[0] and reader.read_chunk() is whole[1]
+
+
+def test_read_chunk_is_checked_like_read() -> None:
+    data = b"x" * (3 * CHUNK // 2)
+    pieces = [data[:CHUNK], data[CHUNK:]]
+    r = VerifyingReader(IterReader(pieces), Desc(Digest.of_bytes(data), len(data)), "layer a")
+    assert r.read_chunk() is pieces[0] and r.read_chunk() is pieces[1]
+    assert r.read_chunk() == b"" and r.verified and r.size == len(data)
+    wrong = Desc(Digest.of_bytes(b"other"), len(data))
+    r = VerifyingReader(IterReader(pieces), wrong, "layer b")
+    r.read_chunk()
+    with pytest.raises(DigestMismatch, match="layer b"):
+        r.read_chunk()
+    short = Desc(Digest.of_bytes(data + b"!"), len(data) + 1)
+    r = VerifyingReader(IterReader(pieces), short, "layer c")
+    with pytest.raises(SizeMismatch, match="layer c"):
+        while r.read_chunk():
+            pass
+    h = HashingReader(io.BytesIO(data))  # a source without read_chunk: read(CHUNK)
+    assert len(h.read_chunk()) == CHUNK
+    assert h.read_chunk() == data[CHUNK:] and h.read_chunk() == b""
+    assert h.eof and h.digest() == Digest.of_bytes(data)
+
+
+def test_read_chunk_does_not_bypass_a_tee() -> None:
+    """A tee's wrapper forwards unknown attributes to what it wraps; ``read_chunk`` must
+    still go through the wrapper, or the observer misses the bytes."""
+    data = bytes(range(256)) * (3 * CHUNK // 256)
+    seen: list[bytes] = []
+
+    def observer(stream: BinaryIO) -> None:
+        while piece := stream.read(1000):
+            seen.append(piece)
+
+    got = []
+    with observe_copy(observer) as tap:
+        wrapped = tap.wrap(IterReader([data[:CHUNK], data[CHUNK:]]))  # type: ignore[arg-type]
+        while piece := read_chunk(wrapped):
+            got.append(piece)
+    assert b"".join(got) == data
+    assert b"".join(seen) == data
 
 
 def test_chain_reader_replays_prefix_then_source() -> None:

@@ -10,8 +10,9 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +20,9 @@ from lab.ocilayout import build_oci_layout
 from lab.tarspec import directory, file
 from occystrap import api
 from occystrap.blobio.compress import compressing_reader
-from occystrap.copy_stages import KnownBlob, Stage, chunks_of, compressed, pack
+from occystrap.copy_stages import KnownBlob, Prefetch, Stage, chunks_of, compressed, pack
 from occystrap.errors import IntegrityError, MalformedInput, OutputError
+from occystrap.image import Layer
 from occystrap.model.digest import Digest
 from occystrap.transports.base import RunContext
 
@@ -235,3 +237,92 @@ def test_tar_to_layout_compresses_and_keeps_diff_ids(tmp_path: Path) -> None:
         assert Digest.of_bytes(data) == w.descriptor.digest
         assert Digest.of_bytes(gzip.decompress(data)) == w.diff_id
         assert w.outcome == "converted"
+
+
+# -- Prefetch: layers read ahead of their turn ------------------------------------------------
+
+
+class _Endless(io.RawIOBase):
+    """A stream that never ends; counts reads and notes being closed."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.was_closed = threading.Event()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        self.reads += 1
+        time.sleep(0.001)
+        b[:1] = b"x"
+        return 1
+
+    def close(self) -> None:
+        self.was_closed.set()
+        super().close()
+
+
+def _layer(index: int, opener: Any) -> Layer:
+    return Layer(index, "application/vnd.oci.image.layer.v1.tar", None, None, opener)
+
+
+def test_prefetch_reads_each_layer_to_its_end_before_its_turn() -> None:
+    read: dict[int, int] = {}
+
+    def opener(i: int) -> Any:
+        @contextmanager
+        def open_() -> Iterator[io.BytesIO]:
+            stream = io.BytesIO(bytes(3 * MIB + i))
+            yield stream
+            read[i] = stream.tell()
+
+        return open_
+
+    layers = [_layer(i, opener(i)) for i in range(1, 5)]
+    with Prefetch(layers, 2) as ahead:
+        for layer in layers:
+            ahead.wait_for(layer)
+            assert read[layer.index] == 3 * MIB + layer.index  # read to the end before its turn
+    assert sorted(read) == [1, 2, 3, 4]
+
+
+def test_prefetch_failure_is_left_to_the_turn_and_close_stops_the_rest() -> None:
+    endless = _Endless()
+
+    @contextmanager
+    def failing() -> Iterator[io.BytesIO]:
+        raise IntegrityError("blob sha256:x: digest mismatch")
+        yield io.BytesIO()  # pragma: no cover
+
+    @contextmanager
+    def forever() -> Iterator[Any]:
+        with endless:
+            yield endless
+
+    bad, slow = _layer(1, failing), _layer(2, forever)
+    ahead = Prefetch([bad, slow], 2)
+    ahead.wait_for(bad)  # the error is not raised here: the turn reports it
+    deadline = time.monotonic() + 5
+    while endless.reads < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert endless.reads >= 3
+    ahead.close()
+    assert endless.was_closed.is_set()
+    reads = endless.reads
+    time.sleep(0.05)
+    assert endless.reads == reads  # stopped, not still reading
+
+
+def test_prefetch_without_workers_reads_nothing() -> None:
+    opened: list[int] = []
+
+    @contextmanager
+    def opener() -> Iterator[io.BytesIO]:
+        opened.append(1)
+        yield io.BytesIO(b"data")
+
+    layer = _layer(1, opener)
+    with Prefetch([layer], 0) as ahead:
+        ahead.wait_for(layer)
+    assert opened == []

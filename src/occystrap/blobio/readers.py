@@ -37,6 +37,15 @@ class ReaderBase(Closing):
     def read(self, size: int = -1, /) -> bytes:
         raise NotImplementedError
 
+    def read_chunk(self) -> bytes:
+        """About a chunk of the stream, in whatever piece is at hand; b"" at its end.
+
+        For consumers that take bytes in any piece size (a file write, a hash): readers
+        fed by chunks hand them over as they came, with no slicing or joining to make an
+        exact size. The default is ``read(CHUNK)``.
+        """
+        return self.read(CHUNK)
+
     def readall(self) -> bytes:
         parts = []
         while chunk := self.read(CHUNK):
@@ -53,6 +62,16 @@ class ReaderBase(Closing):
         close = getattr(self._source, "close", None)
         if close is not None:
             close()
+
+
+def read_chunk(reader: Reader) -> bytes:
+    """``reader.read_chunk()`` when its class has one (:meth:`ReaderBase.read_chunk`), else
+    ``reader.read(CHUNK)``. Looked up on the class: a wrapper that forwards unknown
+    attributes to what it wraps (a tee) must not be bypassed."""
+    if getattr(type(reader), "read_chunk", None) is not None:
+        data: bytes = reader.read_chunk()  # type: ignore[attr-defined]
+        return data
+    return reader.read(CHUNK)
 
 
 def read_full(reader: Reader, size: int) -> bytes:
@@ -128,6 +147,14 @@ class IterReader(ReaderBase):
             parts.append(chunk)
             have += len(chunk)
         return b"".join(parts)
+
+    def read_chunk(self) -> bytes:
+        """What is left of the current chunk, or the next chunk, untouched."""
+        buf, pos = self._buf, self._pos
+        if pos < len(buf):
+            self._buf, self._pos = b"", 0
+            return buf[pos:] if pos else buf
+        return self._next()
 
     def close(self) -> None:
         if self.closed:

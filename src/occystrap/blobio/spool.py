@@ -19,7 +19,7 @@ from typing import IO, Any, BinaryIO
 from ..closing import Closing
 from ..errors import OutputError
 from ..model.digest import Digest
-from .readers import CHUNK, Reader
+from .readers import CHUNK, Reader, read_chunk
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def spool(reader: Reader, temp_dir: str | None = None, algorithm: str = "sha256"
         h: Any = hashlib.new(algorithm)
         size = 0
         write = tmp.write
-        while data := reader.read(CHUNK):
+        while data := read_chunk(reader):
             h.update(data)
             size += len(data)
             try:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from ..errors import DigestMismatch, SizeMismatch
 from ..model.digest import Digest
-from .readers import CHUNK, Reader, ReaderBase, Writer
+from .readers import CHUNK, Reader, ReaderBase, Writer, read_chunk
 
 
 class Expected(Protocol):
@@ -41,6 +41,16 @@ class HashingReader(ReaderBase):
             self._h.update(data)
             self.size += len(data)
         if (not data and size != 0) or size is None or size < 0:
+            self.eof = True
+        return data
+
+    def read_chunk(self) -> bytes:
+        assert self._source is not None
+        data = read_chunk(self._source)
+        if data:
+            self._h.update(data)
+            self.size += len(data)
+        else:
             self.eof = True
         return data
 
@@ -79,13 +89,19 @@ class VerifyingReader(HashingReader):
 
     def read(self, size: int = -1, /) -> bytes:
         data = super().read(size)
+        return self._checked(data, self.eof or size is None or size < 0)
+
+    def read_chunk(self) -> bytes:
+        return self._checked(super().read_chunk(), self.eof)
+
+    def _checked(self, data: bytes, end: bool) -> bytes:
         expected_size = self.expected_size
         if data and expected_size is not None:
             if self.size > expected_size:
                 raise SizeMismatch(self.what, expected_size, self.size)
             if self.size == expected_size and not self._digest_ok:
                 self._check_digest()
-        if self.eof or size is None or size < 0:
+        if end:
             self.eof = True
             if expected_size is not None and self.size != expected_size:
                 raise SizeMismatch(self.what, expected_size, self.size)

@@ -59,6 +59,8 @@ class SinkCapabilities:
     holds_index: bool = False
     #: layers go into one output stream; one that arrives before its turn is spooled.
     writes_one_stream: bool = False
+    #: has_layer only answers (changes nothing), so it may be asked ahead of a layer's turn.
+    has_layer_is_query: bool = True
 
 
 @dataclass(frozen=True)

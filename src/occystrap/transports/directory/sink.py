@@ -30,7 +30,7 @@ import secrets
 import threading
 from typing import Any, BinaryIO
 
-from ...blobio.readers import CHUNK
+from ...blobio.readers import read_chunk
 from ...blobio.tee import observe_copy
 from ...errors import DigestMismatch, OutputError
 from ...image import Image
@@ -74,6 +74,7 @@ class DirectorySink:
             layer_form=LayerForm.UNCOMPRESSED,
             ordered=options.expand,
             thread_safe=not options.expand,
+            has_layer_is_query=not options.expand,  # expanding queues a held layer to apply
         )
         self._lock = threading.Lock()
         self._workdir: WorkDir | None = None
@@ -81,7 +82,7 @@ class DirectorySink:
         self._pending: list[str] = []  # stored layers to apply before the next one (expand)
         self._config: ImageConfig | None = None
         self._manifest: Manifest | None = None
-        self._present = 0
+        self._present: set[Digest] = set()  # layers found already stored
         self.name = UNNAMED
         self.tag = DEFAULT_TAG
         self.repo_tag: str | None = None
@@ -119,7 +120,7 @@ class DirectorySink:
         except OSError as e:
             raise OutputError(f"cannot read {path}: {e.strerror}") from None
         with self._lock:
-            self._present += 1
+            self._present.add(digest)
             if self.options.expand:
                 self._pending.append(path)
         return Descriptor(MediaType.OCI_LAYER, digest, size)
@@ -156,7 +157,7 @@ class DirectorySink:
             if os.path.exists(final):
                 os.unlink(tmp)  # e.g. a filtered layer that came out identical to a stored one
                 with self._lock:
-                    self._present += 1
+                    self._present.add(digest)
             else:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 os.replace(tmp, final)
@@ -220,7 +221,7 @@ class DirectorySink:
         where = f"{self.root}/{rootfs}" if self.options.expand else self.root
         return (
             f"wrote {self.name}:{self.tag} to {where} ({len(layers)} layers, "
-            f"{self._present} already stored)"
+            f"{len(self._present)} already stored)"
         )
 
     def abort(self) -> None:
@@ -237,7 +238,7 @@ class DirectorySink:
     def _copy_to(self, reader: BlobStream, path: str, what: str) -> None:
         try:
             with open(path, "xb") as f:
-                while chunk := reader.read(CHUNK):
+                while chunk := read_chunk(reader):
                     f.write(chunk)
         except OSError as e:
             raise OutputError(f"cannot write {what} to {path}: {e.strerror}") from None

@@ -24,7 +24,7 @@ import sys
 import threading
 from typing import BinaryIO
 
-from ...blobio.readers import CHUNK
+from ...blobio.readers import CHUNK, read_chunk
 from ...blobio.spool import SpooledBlob, spool
 from ...errors import InvalidOption, OutputError
 from ...image import Image
@@ -214,7 +214,7 @@ class TarSink:
         self._write(bytes(2 * BLOCK))  # the dir and layer.tar headers, patched below
         size = 0
         try:
-            while data := blob.read(CHUNK):
+            while data := read_chunk(blob):
                 self._write(data)
                 size += len(data)
             digest = blob.digest()

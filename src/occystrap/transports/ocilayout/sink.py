@@ -31,7 +31,7 @@ import secrets
 import threading
 from typing import Any
 
-from ...blobio.readers import CHUNK
+from ...blobio.readers import read_chunk
 from ...errors import DigestMismatch, InvalidOption, OccystrapError, OutputError, SizeMismatch
 from ...image import Image
 from ...model.config import ImageConfig
@@ -281,7 +281,7 @@ class OciLayoutSink:
         with f:
             tidy.lock_temp(f.fileno())  # held until renamed or removed
             try:
-                while chunk := blob.read(CHUNK):
+                while chunk := read_chunk(blob):
                     if own is not None:
                         own.update(chunk)
                     f.write(chunk)

@@ -221,6 +221,7 @@ class RegistryReader:
                 opener=self._opener(d),
                 history=history[i] if i < len(history) else None,
                 origin=self.origin,
+                kept_locally=True,
             )
             for i, d in enumerate(manifest.layers)
         )

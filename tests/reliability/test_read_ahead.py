@@ -1,0 +1,125 @@
+"""Registry → tar://: layers are handled one at a time, and later layers download ahead.
+
+A tar:// output takes one layer at a time (a layer that arrived early would be spooled,
+decompressed, to disk). The downloads of later layers need not wait: the engine reads
+them ahead into the resume cache, and their turn reads them from there. Seen through the
+counting proxy: while layer 0's download is held mid-body, every later blob is served in
+full and nothing is spooled; afterwards each blob has been served exactly once (the turn did not fetch it again),
+the tar is the judged baseline and the cache is empty. With ``-j 1`` nothing runs ahead,
+which shows the observation can fail.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.ocilayout import LayoutInfo
+from lab.registry import Registry
+
+from .harness import KillImage, isolated_env, occystrap_cmd, ok, run, sha256_file
+from .netproxy import RegistryProxy, Rule
+from .test_kill_rerun import TAG, check_tar, kept_files
+
+HOLD = 4.0  # seconds layer 0's body is held after its first bytes
+
+
+@pytest.fixture(scope="module")
+def tar_sha(kill_layout: LayoutInfo, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The same image written from its OCI layout: the registry copy must equal it."""
+    work = tmp_path_factory.mktemp("read-ahead-baseline")
+    out = work / "image.tar"
+    cmd = occystrap_cmd("process", f"ocidir://{kill_layout.path}:latest", f"tar://{out}?tag={TAG}")
+    ok(run(cmd, isolated_env(work)))
+    return sha256_file(out)
+
+
+def _run_held(
+    kill_image: KillImage,
+    registry: Registry,
+    env: dict[str, str],
+    out: Path,
+    *extra: str,
+) -> tuple[bool, bool, RegistryProxy, subprocess.CompletedProcess[bytes]]:
+    """Run registry → tar with layer 0 held: (every later blob was served in full while
+    layer 0 was still held, something was spooled to the temporary directory)."""
+    layers = kill_image.layout.layer_digests
+    first = layers[0]
+    later = {d: kill_image.blobs[d] for d in layers[1:]}
+    with RegistryProxy(registry.host) as proxy:
+        proxy.rules.append(
+            Rule(
+                match=lambda method, path, _h: method == "GET" and first in path,
+                stall_response_after=64 << 10,
+                stall_for=HOLD,
+            )
+        )
+        cmd = occystrap_cmd(
+            "--insecure",
+            *extra,
+            "process",
+            f"registry://{proxy.host}/{kill_image.repo}:v1",
+            f"tar://{out / 'image.tar'}?tag={TAG}",
+        )
+        spool_dir = Path(env["OCCYSTRAP_TEMP_DIR"])
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        ahead = spooled = False
+        with subprocess.Popen(
+            cmd,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as proc:
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                held = proxy.served(f"/blobs/{first}") < kill_image.blobs[first]
+                if held and all(proxy.served(f"/blobs/{d}") == n for d, n in later.items()):
+                    ahead = True
+                spooled = spooled or any(spool_dir.iterdir())
+                time.sleep(0.02)
+            stdout, stderr = proc.communicate(timeout=120)
+            done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    return ahead, spooled, proxy, done
+
+
+def test_later_layers_download_while_the_first_is_held(
+    kill_image: KillImage,
+    tar_sha: str,
+    registry_plain: Registry,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    ahead, spooled, proxy, done = _run_held(kill_image, registry_plain, env, out)
+    ok(done)
+    assert ahead, "later layers were not downloaded while layer 0 was held"
+    assert not spooled, "a layer that arrived before its turn was spooled"
+    for digest, size in kill_image.blobs.items():
+        gets = proxy.exchanges("GET", f"/blobs/{digest}")
+        assert len(gets) == 1, f"{digest} fetched {len(gets)} times"
+        assert proxy.served(f"/blobs/{digest}") == size
+    assert check_tar(out / "image.tar", tar_sha)
+    assert not kept_files(env), "a successful run must clean the download cache"
+
+
+@pytest.mark.parametrize("extra", [("-j", "1")])
+def test_nothing_runs_ahead_with_one_job(
+    extra: tuple[str, ...],
+    kill_image: KillImage,
+    tar_sha: str,
+    registry_plain: Registry,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    ahead, _, _, done = _run_held(kill_image, registry_plain, env, out, *extra)
+    ok(done)
+    assert not ahead
+    assert check_tar(out / "image.tar", tar_sha)
