@@ -72,7 +72,7 @@ from .tario.check import checked_tar
 from .tario.entry import TarEntry
 from .tario.reader import TarReader, iter_entries
 from .tario.writer import iter_tar_bytes
-from .transports.base import LayerForm, LayerWrite, RunContext, Sink
+from .transports.base import AdoptingSink, LayerForm, LayerWrite, RunContext, Sink
 
 log = logging.getLogger(__name__)
 
@@ -250,12 +250,12 @@ class _Engine:
             if held is not None:
                 held = dataclasses.replace(held, media_type=self._media_type_for(layer))
                 return Written(held, layer.diff_id, "skipped", unchanged=True)
+        adopted = self._adopt(layer)
+        if adopted is not None:
+            return Written(adopted, layer.diff_id, "copied", unchanged=True)
         with ExitStack() as stack:
-            stream = IterReader(
-                stack.enter_context(
-                    Stage(chunks_of(self._open_verified(layer, stack)), "layer-read")
-                )
-            )
+            opened = self._open_verified(layer, stack)
+            stream = IterReader(stack.enter_context(Stage(chunks_of(opened), "layer-read")))
             d = layer.descriptor
             # the source verifies the stored bytes against their descriptor as they stream
             blob = KnownBlob(stream, d.digest) if d is not None else HashingReader(stream)
@@ -408,6 +408,30 @@ class _Engine:
                 expect=desc.digest,
             )
             return Written(desc, known, "converted", unchanged=False)
+
+    def _adopt(self, layer: Layer) -> Descriptor | None:
+        """For a sink that adopts local copies (an OCI layout): read the layer once to its
+        end, so that its source keeps a complete copy on disk, verified as it was read,
+        and let the sink hard-link it. The download is then written once, not once into
+        the resume cache and again by the sink. None when there is no such copy."""
+        d = layer.descriptor
+        if (
+            not self.sink.capabilities.adopts_local_copies
+            or not layer.kept_locally
+            or layer.local_copy is None
+            or d is None
+            or getattr(self._local, "tap", None) is not None
+        ):
+            return None
+        with ExitStack() as stack:
+            drain(self._open_verified(layer, stack))
+        path = layer.local_copy()
+        if path is None:
+            return None
+        info = LayerWrite(
+            layer.index, self._media_type_for(layer), d.digest, d.size, layer.diff_id, layer
+        )
+        return cast(AdoptingSink, self.sink).adopt_layer(path, info)
 
     # -- stream plumbing ----------------------------------------------------------------
 

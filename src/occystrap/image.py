@@ -41,6 +41,10 @@ class Layer:
     #: (a registry's resume cache), so a second open reads them there: the engine may read
     #: a layer ahead of its turn
     kept_locally: bool = False
+    #: the path of the complete, verified copy the source keeps on local disk, when there is
+    #: one now (a registry's resume cache, once the layer was read to its end); a sink that
+    #: stores blobs may hard-link it instead of writing the bytes again
+    local_copy: Callable[[], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.compression is None:

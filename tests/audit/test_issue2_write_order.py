@@ -70,6 +70,19 @@ class Recorder:
             self.layers[info.index] = (desc, tap.hasher.hexdigest())
         return desc
 
+    def adopt_layer(self, path: str, info: LayerWrite) -> Descriptor | None:
+        """A layer taken as a hard link of the source's copy (an OCI layout's way): a
+        layer write like put_layer."""
+        self._note("put_layer")
+        desc: Descriptor | None = self.inner.adopt_layer(path, info)  # type: ignore[attr-defined]
+        if desc is not None:
+            with self._lock:
+                self.layers[info.index] = (
+                    desc,
+                    hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                )
+        return desc
+
     def put_config(self, config: ImageConfig) -> Descriptor:
         self._note("put_config")
         self.config = config

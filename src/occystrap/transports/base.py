@@ -61,6 +61,9 @@ class SinkCapabilities:
     writes_one_stream: bool = False
     #: has_layer only answers (changes nothing), so it may be asked ahead of a layer's turn.
     has_layer_is_query: bool = True
+    #: the sink is an AdoptingSink: it can take a source's verified local copy of a stored
+    #: blob (``Layer.local_copy``) by hard link rather than have the bytes written again.
+    adopts_local_copies: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,13 @@ class Sink(Protocol):
 class IndexSink(Sink, Protocol):
     def put_index(self, index: Index) -> None:
         """Store ``index`` (exact bytes); every manifest it lists was put before."""
+
+
+class AdoptingSink(Sink, Protocol):
+    def adopt_layer(self, path: str, info: LayerWrite) -> Descriptor | None:
+        """Store the file ``path``, the complete stored blob ``info`` describes (digest and
+        size given), verified by its source just before, by hard-linking it; None when it
+        cannot be linked (the engine then streams the layer as usual)."""
 
 
 SourceOpener = Callable[[str, Any, RunContext], AbstractContextManager[Image]]

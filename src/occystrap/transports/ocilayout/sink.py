@@ -77,7 +77,11 @@ def open_sink(target: str, options: OciDirSinkOptions, ctx: RunContext) -> OciLa
 
 class OciLayoutSink:
     capabilities = SinkCapabilities(
-        layer_form=LayerForm.STORED, thread_safe=True, default_family="oci", holds_index=True
+        layer_form=LayerForm.STORED,
+        thread_safe=True,
+        default_family="oci",
+        holds_index=True,
+        adopts_local_copies=True,
     )
 
     def __init__(self, root: str, ref: str | None, ctx: RunContext) -> None:
@@ -163,6 +167,42 @@ class OciLayoutSink:
             raise DigestMismatch(f"layer {info.index}", str(info.digest), str(digest))
         if info.size is not None and size != info.size:
             raise SizeMismatch(f"layer {info.index}", info.size, size)
+        return Descriptor(info.media_type, digest, size)
+
+    def adopt_layer(self, path: str, info: LayerWrite) -> Descriptor | None:
+        """Hard-link ``path`` (see :class:`~..base.AdoptingSink`) as the blob: the bytes are
+        written once, by the source's download, not a second time here."""
+        digest, size = info.digest, info.size
+        if digest is None or size is None:
+            return None
+        final = blob_path(self.root, digest)
+        directory = os.path.dirname(final)
+        self._makedirs(directory)
+        tmp = self._temp_path(directory)
+        try:
+            os.link(path, tmp)
+        except OSError as e:
+            self._forget(tmp)
+            log.debug("cannot link %s into %s (%s); writing it", path, directory, e.strerror)
+            return None
+        try:
+            if os.stat(tmp).st_size != size:
+                raise SizeMismatch(
+                    f"layer {info.index} (local copy {path})", size, os.stat(tmp).st_size
+                )
+            if os.path.exists(final):
+                self._discard(tmp)
+            else:
+                os.replace(tmp, final)
+                self._forget(tmp)
+        except OSError as e:
+            self._discard(tmp)
+            raise OutputError(f"cannot store layer {info.index} as {final}: {e.strerror}") from None
+        except BaseException:
+            self._discard(tmp)
+            raise
+        log.debug("layer %d: linked the verified copy %s", info.index, path)
+        self.ctx.stats.add(bytes_written=size)
         return Descriptor(info.media_type, digest, size)
 
     def put_config(self, config: ImageConfig) -> Descriptor:

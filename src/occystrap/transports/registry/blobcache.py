@@ -42,12 +42,27 @@ class BlobCache:
     def __init__(self, root: Path | None) -> None:
         self.root = root
         self._needed: set[Digest] = set()
+        self._here: set[Digest] = set()  # completed by this source (not an earlier run)
         self._lock = threading.Lock()
 
     def path(self, digest: Digest, suffix: str) -> Path | None:
         if self.root is None or not digest.supported:
             return None
         return self.root / f"{digest.algorithm}-{digest.encoded}{suffix}"
+
+    def complete(self, digest: Digest) -> str | None:
+        """The path of the complete, verified copy of ``digest`` kept here, if there is one."""
+        path = self.path(digest, COMPLETE)
+        return str(path) if path is not None and path.is_file() else None
+
+    def keep_here(self, digest: Digest) -> None:
+        """``digest``'s complete copy was fetched and verified by this source."""
+        with self._lock:
+            self._here.add(digest)
+
+    def kept_here(self, digest: Digest) -> bool:
+        with self._lock:
+            return digest in self._here
 
     def note(self, digest: Digest) -> None:
         """``digest`` is needed by this job: :meth:`clean` removes its files."""

@@ -80,6 +80,7 @@ class _Fetch:
         stats: Stats,
     ) -> None:
         self.client, self.repository, self.digest, self.size = client, repository, digest, size
+        self.cache = cache
         self.what = f"blob {client.host}/{repository}@{digest}"
         self.stats = stats
         self.path: Path | None = None
@@ -182,7 +183,10 @@ class _Fetch:
         except OSError:
             f.close()
             return None
-        log.info("%s: reading the complete copy an earlier run kept", self.what)
+        if self.cache.kept_here(self.digest):
+            log.debug("%s: reading the complete copy fetched ahead", self.what)
+        else:
+            log.info("%s: reading the complete copy an earlier run kept", self.what)
         return f
 
     # -- the partial file -------------------------------------------------------------------
@@ -238,6 +242,7 @@ class _Fetch:
         try:
             os.utime(self.file.fileno())
             os.replace(self.path, self.entry)
+            self.cache.keep_here(self.digest)
         except OSError as e:
             log.warning("%s: cannot keep the complete blob: %s", self.what, e.strerror or e)
             self._drop()

@@ -222,9 +222,14 @@ class RegistryReader:
                 history=history[i] if i < len(history) else None,
                 origin=self.origin,
                 kept_locally=True,
+                local_copy=self._local_copy(d.digest),
             )
             for i, d in enumerate(manifest.layers)
         )
+
+    def _local_copy(self, digest: Digest) -> Callable[[], str | None]:
+        cache = self.cache
+        return lambda: cache.complete(digest)
 
     def _opener(self, desc: Descriptor) -> Callable[[], AbstractContextManager[BinaryIO]]:
         client, repo, cache, stats = self.client, self.repo, self.cache, self.ctx.stats
