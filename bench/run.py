@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .corpus import build_corpus
-from .env import ROOT, ensure_ref_venv, load, machine, start_registries, tool_path
+from .env import ROOT, compile_ours, ensure_ref_venv, load, machine, start_registries, tool_path
 from .jobs import JOBS, TOOLS, Ctx, Tool
 from .report import Summary, results_block, summarise, table, write_doc
 from .runner import Sample, run_tool
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     corpus = build_corpus(WORK, args.scale, args.seed, log)
     ref = ensure_ref_venv(WORK)
+    compile_ours()
     ours = str(ROOT / ".venv" / "bin" / "occystrap")
     info = machine(ours, ref)
     run_dir = WORK / "run"

@@ -20,3 +20,6 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# Bytecode now, as pip does for an installed package: an editable install would compile
+# every module again on each run where PYTHONDONTWRITEBYTECODE is set.
+.venv/bin/python -m compileall -q src

@@ -190,17 +190,10 @@ class OciLayoutSink:
                 raise SizeMismatch(
                     f"layer {info.index} (local copy {path})", size, os.stat(tmp).st_size
                 )
-            if os.path.exists(final):
-                self._discard(tmp)
-            else:
-                os.replace(tmp, final)
-                self._forget(tmp)
-        except OSError as e:
-            self._discard(tmp)
-            raise OutputError(f"cannot store layer {info.index} as {final}: {e.strerror}") from None
         except BaseException:
             self._discard(tmp)
             raise
+        self._settle(tmp, final, f"layer {info.index}")
         log.debug("layer %d: linked the verified copy %s", info.index, path)
         self.ctx.stats.add(bytes_written=size)
         return Descriptor(info.media_type, digest, size)
@@ -334,18 +327,22 @@ class OciLayoutSink:
                 raise
             digest = own.digest() if own is not None else blob.digest()
             size = own.size if own is not None else blob.size
-            final = blob_path(self.root, digest)
-            try:
-                if os.path.exists(final):
-                    self._discard(tmp)  # the same content is already stored
-                else:
-                    os.replace(tmp, final)
-                    self._forget(tmp)
-            except OSError as e:
-                self._discard(tmp)
-                raise OutputError(f"cannot store {what} as {final}: {e.strerror}") from None
+            self._settle(tmp, blob_path(self.root, digest), what)
         self.ctx.stats.add(bytes_written=size)
         return digest, size
+
+    def _settle(self, tmp: str, final: str, what: str) -> None:
+        """Rename the complete, checked temporary blob ``tmp`` to its digest name ``final``,
+        or drop it when that blob is stored already (same content)."""
+        try:
+            if os.path.exists(final):
+                self._discard(tmp)
+            else:
+                os.replace(tmp, final)
+                self._forget(tmp)
+        except OSError as e:
+            self._discard(tmp)
+            raise OutputError(f"cannot store {what} as {final}: {e.strerror}") from None
 
     def _discard(self, path: str) -> None:
         try:
