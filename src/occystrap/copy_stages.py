@@ -20,8 +20,8 @@ import logging
 import queue
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
@@ -251,21 +251,41 @@ class Prefetch(Closing):
     :meth:`wait_for` blocks until a layer's read-ahead is over, so that its turn opens the
     kept copy and not a second download. A read-ahead that fails is only logged: the turn
     opens the layer again and reports the error itself. ``close()`` stops the read-aheads
-    after their current chunk and waits for them.
+    after their current chunk. It waits for them only briefly (:data:`CLOSE_WAIT`): a
+    read-ahead blocked on a stalled server must not hold up an error or a Ctrl-C. The
+    threads are daemons, so such a read never holds up the process's exit either.
     """
+
+    CLOSE_WAIT = 1.0  # seconds close() waits for the read-aheads to stop
 
     def __init__(self, layers: Sequence[Layer], workers: int) -> None:
         self._stop = threading.Event()
-        self._futures: dict[int, Future[None]] = {}
-        self._pool: ThreadPoolExecutor | None = None
-        if layers and workers > 0:
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="prefetch")
-            for layer in layers:
-                self._futures[layer.index] = self._pool.submit(self._read, layer)
+        self._done: dict[int, threading.Event] = {
+            layer.index: threading.Event() for layer in layers
+        }
+        self._todo: queue.SimpleQueue[Layer | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        if not layers or workers <= 0:
+            self._done.clear()
+            return
+        for layer in layers:
+            self._todo.put(layer)
+        for i in range(min(workers, len(layers))):
+            self._todo.put(None)
+            thread = threading.Thread(target=self._run, name=f"prefetch-{i}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _run(self) -> None:
+        while (layer := self._todo.get()) is not None:
+            done = self._done[layer.index]
+            try:
+                if not self._stop.is_set():
+                    self._read(layer)
+            finally:
+                done.set()
 
     def _read(self, layer: Layer) -> None:
-        if self._stop.is_set():
-            return
         try:
             with layer.open() as stream:
                 while not self._stop.is_set() and stream.read(CHUNK):
@@ -274,14 +294,13 @@ class Prefetch(Closing):
             log.debug("reading layer %d ahead failed: %s", layer.index, e)
 
     def wait_for(self, layer: Layer) -> None:
-        future = self._futures.pop(layer.index, None)
-        if future is not None:
-            future.result()
+        done = self._done.get(layer.index)
+        if done is not None:
+            done.wait()
 
     def close(self) -> None:
         self._stop.set()
-        if self._pool is not None:
-            for future in self._futures.values():
-                future.cancel()
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        deadline = time.monotonic() + self.CLOSE_WAIT
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []

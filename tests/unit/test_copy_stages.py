@@ -326,3 +326,61 @@ def test_prefetch_without_workers_reads_nothing() -> None:
     with Prefetch([layer], 0) as ahead:
         ahead.wait_for(layer)
     assert opened == []
+
+
+def test_prefetch_close_does_not_wait_for_a_stalled_read() -> None:
+    """A read-ahead blocked on a server that stopped sending must not hold up an error or
+    a Ctrl-C: close() waits briefly, and the thread is a daemon."""
+    release = threading.Event()
+    started = threading.Event()
+
+    class Stalled(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: Any) -> int:
+            started.set()
+            release.wait(30)
+            return 0
+
+    @contextmanager
+    def stalled() -> Iterator[Any]:
+        yield Stalled()
+
+    ahead = Prefetch([_layer(1, stalled)], 1)
+    assert started.wait(5)
+    t = time.monotonic()
+    ahead.close()
+    assert time.monotonic() - t < Prefetch.CLOSE_WAIT + 1
+    assert all(th.daemon for th in threading.enumerate() if th.name.startswith("prefetch"))
+    release.set()
+
+
+def test_prefetch_wait_for_a_read_still_running_then_the_rest() -> None:
+    """The turn comes while its layer is still being read ahead: it waits for that read,
+    and the read-aheads of the layers after it still happen (one worker for all)."""
+    release = threading.Event()
+    read: list[int] = []
+
+    def opener(i: int) -> Any:
+        @contextmanager
+        def open_() -> Iterator[io.BytesIO]:
+            if i == 1:
+                release.wait(10)
+            yield io.BytesIO(b"x" * 100)
+            read.append(i)
+
+        return open_
+
+    layers = [_layer(i, opener(i)) for i in (1, 2, 3)]
+    with Prefetch(layers, 1) as ahead:
+        waiter = threading.Thread(target=ahead.wait_for, args=(layers[0],))
+        waiter.start()
+        time.sleep(0.1)
+        assert waiter.is_alive() and read == []  # layer 1's read-ahead is still running
+        release.set()
+        waiter.join(5)
+        assert not waiter.is_alive()
+        for layer in layers[1:]:
+            ahead.wait_for(layer)
+    assert read == [1, 2, 3]
