@@ -417,7 +417,6 @@ class _Engine:
         d = layer.descriptor
         if (
             not self.sink.capabilities.adopts_local_copies
-            or not layer.kept_locally
             or layer.local_copy is None
             or d is None
             or getattr(self._local, "tap", None) is not None
@@ -547,9 +546,10 @@ class _Engine:
         Layers go one at a time into a sink that takes them in order or writes one stream
         (tar://, which would spool every layer that arrived early, decompressed, to
         disk). Their downloads need not wait: a layer whose source keeps a fully read blob
-        on local disk (``Layer.kept_locally``, a registry's resume cache, written anyway)
-        is read ahead and then served from disk in its turn. Not a layer the sink says it holds (its turn will skip it), nor when
-        the layer cache could answer, nor when asking the sink early would change it.
+        on local disk (``Layer.local_copy``, a registry's resume cache, written anyway) is
+        read ahead and then served from disk in its turn. Not a layer the sink says it
+        holds (its turn will skip it), nor when the layer cache could answer, nor when
+        asking the sink early would change it.
         """
         if (
             self.ctx.jobs < 2
@@ -559,7 +559,9 @@ class _Engine:
         ):
             return []
         return [
-            layer for layer in self.image.layers[1:] if layer.kept_locally and not self._held(layer)
+            layer
+            for layer in self.image.layers[1:]
+            if layer.local_copy is not None and not self._held(layer)
         ]
 
     def _held(self, layer: Layer) -> bool:

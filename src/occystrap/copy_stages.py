@@ -246,7 +246,7 @@ def _write_all(write: Any, data: bytes, name: str) -> None:
 
 class Prefetch(Closing):
     """Read ``layers`` to their end ahead of their turn, in up to ``workers`` threads, in
-    order; the bytes are discarded here (the source keeps them, see ``Layer.kept_locally``).
+    order; the bytes are discarded here (the source keeps them, see ``Layer.local_copy``).
 
     :meth:`wait_for` blocks until a layer's read-ahead is over, so that its turn opens the
     kept copy and not a second download. A read-ahead that fails is only logged: the turn

@@ -37,13 +37,10 @@ class Layer:
     #: where the stored blob also lives, as ``HOST/REPOSITORY`` of a registry (set by the
     #: registry source), so a registry sink on the same host can mount it instead of uploading
     origin: str | None = None
-    #: reading the layer to its end keeps its stored bytes on local disk until the job ends
-    #: (a registry's resume cache), so a second open reads them there: the engine may read
-    #: a layer ahead of its turn
-    kept_locally: bool = False
-    #: the path of the complete, verified copy the source keeps on local disk, when there is
-    #: one now (a registry's resume cache, once the layer was read to its end); a sink that
-    #: stores blobs may hard-link it instead of writing the bytes again
+    #: set when reading the layer to its end keeps its stored bytes on local disk until the
+    #: job ends (a registry's resume cache), so a second open reads them there: the engine
+    #: may read the layer ahead of its turn. Called, it gives the path of that complete,
+    #: verified copy when there is one now; a sink that stores blobs may hard-link it.
     local_copy: Callable[[], str | None] | None = None
 
     def __post_init__(self) -> None:

@@ -186,10 +186,9 @@ class OciLayoutSink:
             log.debug("cannot link %s into %s (%s); writing it", path, directory, e.strerror)
             return None
         try:
-            if os.stat(tmp).st_size != size:
-                raise SizeMismatch(
-                    f"layer {info.index} (local copy {path})", size, os.stat(tmp).st_size
-                )
+            linked = os.stat(tmp).st_size
+            if linked != size:
+                raise SizeMismatch(f"layer {info.index} (local copy {path})", size, linked)
         except BaseException:
             self._discard(tmp)
             raise

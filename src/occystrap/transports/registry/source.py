@@ -221,7 +221,6 @@ class RegistryReader:
                 opener=self._opener(d),
                 history=history[i] if i < len(history) else None,
                 origin=self.origin,
-                kept_locally=True,
                 local_copy=self._local_copy(d.digest),
             )
             for i, d in enumerate(manifest.layers)
