@@ -1037,6 +1037,7 @@ def _walk_corpus() -> list[bytes]:
         tar_of(*members, fmt=tarfile.GNU_FORMAT),
         tar_of(*synthetic_members(), fmt=tarfile.USTAR_FORMAT),
         tar_of(*synthetic_members(), (member("big"), os.urandom(3 << 20 | 77))),
+        _small_files_tar(tarfile.GNU_FORMAT),
     ]
 
 
@@ -1054,6 +1055,54 @@ def test_checked_tar_refuses_exactly_what_the_reader_refuses(data: st.DataObject
         tar = tar[: data.draw(st.integers(0, len(tar)))]
     read_size = data.draw(st.sampled_from([1 << 20, 512, 7777]))
     assert _walk_outcome(tar, read_size) == _full_parse_outcome(tar)
+
+
+def test_checked_tar_reads_an_old_style_directory_as_the_reader_does() -> None:
+    """Type NUL with a trailing slash is a directory, so its size field carries no data."""
+    tar = (
+        header("d/", size=1024, kind=tarfile.AREGTYPE)
+        + header("f", size=1000)
+        + b"x" * 1024
+        + bytes(1024)
+    )
+    assert [e.info.type for e in iter_entries(io.BytesIO(tar))] == [tarfile.DIRTYPE, b"0"]
+    assert _walk_outcome(tar) == "ok" == _full_parse_outcome(tar)
+
+
+def _small_files_tar(fmt: int) -> bytes:
+    return tar_of(*((member(f"d/f{i}"), b"%d" % i * (i % 700)) for i in range(80)), fmt=fmt)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_headers_of_common_writers_are_simple(fmt: int, tmp_path: Path) -> None:
+    """The walk's fast path takes the headers tarfile and GNU tar write, and spans each
+    member exactly as the full parse does."""
+    from occystrap.tario.fields import simple_span
+
+    (tmp_path / "src").mkdir()
+    for i in range(5):
+        (tmp_path / "src" / f"f{i}").write_bytes(b"y" * (i * 300))
+    gnu = tmp_path / "g.tar"
+    run([require("tar"), "--format=gnu", "-cf", gnu, "-C", tmp_path / "src", "."])
+    for tar in (_small_files_tar(fmt), gnu.read_bytes()):
+        reader = iter_entries(io.BytesIO(tar))
+        offsets = [entry.info.offset for entry in reader] + [reader.end_offset]
+        spans = [simple_span(tar[a : a + 512]) for a in offsets[:-1]]
+        assert spans == [b - a for a, b in zip(offsets, offsets[1:], strict=False)]
+
+
+def test_simple_span_refuses_what_needs_the_full_parse() -> None:
+    from occystrap.tario.fields import simple_span
+
+    good = header("f", size=700)
+    assert simple_span(good) == 512 + 1024
+    assert simple_span(header("d", kind=tarfile.DIRTYPE, size=0)) == 512
+    spaced = with_checksum(good[:100] + b" 000644 " + good[108:])  # legal, not canonical
+    base256 = header("f", uid=1 << 40, fmt=tarfile.GNU_FORMAT)
+    bad_sum = good[:148] + b"000001\0 " + good[156:]
+    extended = header("x" * 200, fmt=tarfile.PAX_FORMAT)
+    for block in (spaced, base256, bad_sum, extended, with_checksum(b"\0" + good[1:])):
+        assert simple_span(block[:512]) == 0
 
 
 def test_checked_tar_walks_sparse_and_global_members(tmp_path: Path) -> None:

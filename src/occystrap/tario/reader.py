@@ -20,7 +20,17 @@ from typing import NoReturn
 
 from ..errors import LimitExceeded, MalformedInput
 from .entry import TIME_RECORDS, ParsedInfo, SourceHeader, TarEntry, header_fields
-from .fields import FIELDS, header_info, header_name, num, numbers, pax_int, signed_checksum, text
+from .fields import (
+    FIELDS,
+    header_info,
+    header_name,
+    num,
+    numbers,
+    pax_int,
+    signed_checksum,
+    simple_span,
+    text,
+)
 from .fields import HEADER_ONLY as HEADER_ONLY
 from .fields import MAX_SIZE as MAX_SIZE
 from .fields import checksum as checksum
@@ -153,6 +163,8 @@ class TarReader:
             self._body = self._stored = None
             if src.skip(left) != left:
                 raise self.truncated()
+        if walk and not self.global_headers:
+            self._skim()
         self.entry_offset = src.tell()
         self._name = ""
         self._plain = None
@@ -257,6 +269,17 @@ class TarReader:
         info.size = size
         return TarEntry(info, header, body)
 
+    def _skim(self) -> None:
+        """Walk past the simple members that lie whole in the source's buffer (bounded by
+        one chunk): the full parse would accept each of them and build nothing."""
+        buf, start = self._src.window()
+        pos, end = start, len(buf) - BLOCK
+        while pos <= end and (span := simple_span(buf[pos : pos + BLOCK])):
+            if pos + span > len(buf):
+                break
+            pos += span
+        self._src.advance(pos - start)
+
     def _walk_plain(self, fields: tuple[bytes, ...], kind: bytes, size: int) -> None:
         """Check a member with no extended headers as :meth:`_member` would, without
         building its entry, and make its data the next thing to skip."""
@@ -268,8 +291,8 @@ class TarReader:
                 num(fields[12]), num(fields[13])
             except ValueError:
                 raise self._corrupt(self.entry_offset, "bad device number") from None
-        if kind in HEADER_ONLY:
-            size = 0
+        if kind in HEADER_ONLY or kind == tarfile.AREGTYPE and header_name(fields).endswith("/"):
+            size = 0  # an old-style directory (as the full parse reads it)
         self._pad = -size % BLOCK
         self._body = self._stored = Body(self._src, size, self.truncated)
 

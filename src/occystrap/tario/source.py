@@ -60,6 +60,14 @@ class Source:
             self._buf, self._pos = buf, min(need, len(buf))
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def window(self) -> tuple[bytes, int]:
+        """The buffered bytes and the position of the next unread one among them."""
+        return self._buf, self._pos
+
+    def advance(self, n: int) -> None:
+        """Consume ``n`` bytes of the window (no more than it holds)."""
+        self._pos += n
+
     def skip(self, n: int) -> int:
         """Discard up to ``n`` bytes (read, never seek); return how many there were.
 
