@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,9 +26,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .blobio.compress import make_compressor
 from .blobio.readers import CHUNK, Reader, ReaderBase, read_chunk
-from .blobio.spool import SpooledBlob
+from .blobio.spool import SpooledBlob, SpoolFile
 from .closing import Closing
-from .errors import OutputError
 from .model.digest import Digest
 
 if TYPE_CHECKING:
@@ -206,14 +204,8 @@ def pack(
         plain = hashlib.sha256()
     packed = hashlib.sha256()
     plain_size = size = 0
-    try:
-        tmp = tempfile.NamedTemporaryFile(
-            mode="w+b", dir=temp_dir, prefix="occystrap-spool-", buffering=0
-        )
-    except OSError as e:
-        where = temp_dir or tempfile.gettempdir()
-        raise OutputError(f"cannot create a temporary file in {where}: {e.strerror}") from None
-    compress, write = compressor.compress, tmp.write
+    tmp = SpoolFile(temp_dir)
+    compress = compressor.compress
     try:
         for chunk in chunks:
             if hash_here:
@@ -223,25 +215,16 @@ def pack(
             if out:
                 packed.update(out)
                 size += len(out)
-                _write_all(write, out, tmp.name)
+                tmp.write(out)
         out = compressor.flush()
         packed.update(out)
         size += len(out)
-        _write_all(write, out, tmp.name)
+        tmp.write(out)
     except BaseException:
         tmp.close()
         raise
     blob = SpooledBlob(tmp, Digest("sha256", packed.hexdigest()), size)
     return Packed(blob, Digest("sha256", plain.hexdigest()), plain_size)
-
-
-def _write_all(write: Any, data: bytes, name: str) -> None:
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[write(view) :]
-    except OSError as e:
-        raise OutputError(f"cannot write temporary file {name}: {e.strerror}") from None
 
 
 class Prefetch(Closing):

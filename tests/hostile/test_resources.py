@@ -68,10 +68,13 @@ class Watched:
 
 
 class _Watcher:
-    """Lists ``dirs`` every 5 ms until stopped, remembering every name seen."""
+    """Lists ``dirs`` every 5 ms until stopped, remembering every name seen, and the files
+    under them that process ``pid`` (once set) holds open: unnamed temporary files have no
+    name to list (``/proc/PID/fd`` shows them as ``DIR/#INODE (deleted)``)."""
 
     def __init__(self, dirs: dict[str, Path]) -> None:
         self.dirs = dirs
+        self.pid: int | None = None
         self.seen: dict[str, set[str]] = {k: set() for k in dirs}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -84,7 +87,23 @@ class _Watcher:
                     self.seen[key].update(os.listdir(path))
                 except FileNotFoundError:
                     pass
+            if self.pid is not None:
+                self._open_files(f"/proc/{self.pid}/fd")
             time.sleep(0.005)
+
+    def _open_files(self, fd_dir: str) -> None:
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            return
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            for key, path in self.dirs.items():
+                if target.startswith(f"{path}/"):
+                    self.seen[key].add(target[len(f"{path}/") :])
 
     def stop(self) -> None:
         self._stop.set()
@@ -121,6 +140,7 @@ def _run_watched(
         env=env,
         cwd=tmp_path,
     )
+    watcher.pid = child.pid
     try:
         if feed is not None:
             assert child.stdin is not None
@@ -236,6 +256,7 @@ def test_ctrl_c_while_reading_a_layout(medium: Medium, tmp_path: Path) -> None:
     )  # fmt: skip
     watcher = _Watcher({"temp": temp})
     child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    watcher.pid = child.pid
     try:
         deadline = time.monotonic() + 60
         while not watcher.seen["temp"] and child.poll() is None and time.monotonic() < deadline:

@@ -256,6 +256,8 @@ def test_local_write_killed_then_rerun(
     else:
         complete, stored = check_store(out / "store", base)
     assert complete or first.killed, "the run ended by itself without a complete output"
+    spooled = [p for p in stale_files(out, spool) if "occystrap-spool-" in p]
+    assert not spooled, f"the killed run left spool files: {spooled}"  # they are unnamed
     second = ok(run(cmd, env))
     reused = 0
     if base.tar_sha is not None:

@@ -594,19 +594,39 @@ def test_hashing_reader_and_writer() -> None:
 
 
 def test_spool_computes_digest_and_cleans_up(tmp_path: Path) -> None:
+    """The spool file is unnamed: nothing to list, nothing to leave behind when killed."""
     data = sample(3 * MIB + 1)
     blob = spool(IterReader(random_splits(data, 4, MIB)), str(tmp_path))
     assert blob.digest == Digest.of_bytes(data) and blob.size == len(data)
-    assert os.path.dirname(blob.path) == str(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    assert os.readlink(blob.path).startswith(f"{tmp_path}/")  # /proc/self/fd/N
     with blob.open() as a, blob.open() as b:
         assert a.read() == data
         assert b.read(5) == data[:5]
+    early = blob.open()
     blob.close()
-    assert not os.path.exists(blob.path)
-    assert list(tmp_path.iterdir()) == []
+    with early:
+        assert early.read(7) == data[:7]  # a reader opened before close() keeps working
+    with pytest.raises(ValueError, match="closed"):
+        blob.open()
     with spool(io.BytesIO(b"abc"), str(tmp_path)) as blob2:
-        assert os.path.exists(blob2.path)
+        with blob2.open() as f:
+            assert f.read() == b"abc"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_spool_is_named_where_it_cannot_be_opened_unnamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from occystrap.blobio import spool as spool_module
+
+    monkeypatch.setattr(spool_module, "_FD_DIR", str(tmp_path / "no-proc"))
+    (tmp_path / "t").mkdir()
+    with spool(io.BytesIO(b"abc"), str(tmp_path / "t")) as blob:
+        assert [p.name.startswith("occystrap-spool-") for p in (tmp_path / "t").iterdir()] == [True]
+        with blob.open() as f:
+            assert f.read() == b"abc"
+    assert list((tmp_path / "t").iterdir()) == []
 
 
 def test_spool_leaves_nothing_when_the_source_fails(tmp_path: Path) -> None:
@@ -623,7 +643,7 @@ def test_spool_leaves_nothing_when_the_source_fails(tmp_path: Path) -> None:
 
 def test_spool_defaults_to_system_temp_dir() -> None:
     with spool(io.BytesIO(b"abc")) as blob:
-        assert os.path.dirname(blob.path) == tempfile.gettempdir()
+        assert os.path.dirname(os.readlink(blob.path)) == tempfile.gettempdir()
 
 
 def test_atomic_write_success_and_failure(tmp_path: Path) -> None:

@@ -115,8 +115,10 @@ def test_pack_is_one_pass_and_matches_the_plain_compressor(tmp_path: Path) -> No
             Stage(chunks_of(io.BytesIO(data)), "t"), compression, None, str(tmp_path)
         ) as packed:
             blob = packed.blob
-            assert os.path.dirname(blob.path) == str(tmp_path)
-            stored = Path(blob.path).read_bytes()
+            assert os.path.dirname(os.readlink(blob.path)) == str(tmp_path)
+            assert os.listdir(tmp_path) == []  # unnamed
+            with blob.open() as f:
+                stored = f.read()
             expect = compressing_reader(io.BytesIO(data), compression).read()
             assert stored == expect
             assert blob.digest == Digest.of_bytes(stored) and blob.size == len(stored)

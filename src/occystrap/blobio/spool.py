@@ -24,12 +24,56 @@ from .readers import CHUNK, Reader, read_chunk
 log = logging.getLogger(__name__)
 
 
+#: Where an unnamed temporary file is opened again by a reader of its own.
+_FD_DIR = "/proc/self/fd"
+
+
+class SpoolFile:
+    """A new temporary file in ``temp_dir`` (the system's by default) to write once and
+    then read any number of times; OutputError when it cannot be created or written.
+
+    Where the system allows it (Linux with /proc), the file never has a name: nothing is
+    left behind even when the process is killed. Elsewhere it is named and removed on
+    ``close()``.
+    """
+
+    def __init__(self, temp_dir: str | None) -> None:
+        unnamed = os.path.isdir(_FD_DIR)
+        make = tempfile.TemporaryFile if unnamed else tempfile.NamedTemporaryFile
+        try:
+            self._tmp: IO[bytes] = make(
+                mode="w+b", dir=temp_dir, prefix="occystrap-spool-", buffering=0
+            )
+        except OSError as e:
+            where = temp_dir or tempfile.gettempdir()
+            raise OutputError(f"cannot create a temporary file in {where}: {e.strerror}") from None
+        self.path: str = f"{_FD_DIR}/{self._tmp.fileno()}" if unnamed else self._tmp.name
+        self._label = f"temporary file in {temp_dir or tempfile.gettempdir()}"
+
+    def write(self, data: bytes) -> None:
+        """Write all of ``data`` (unbuffered writes may be partial)."""
+        view = memoryview(data)
+        write = self._tmp.write
+        try:
+            while view:
+                view = view[write(view) :]
+        except OSError as e:
+            raise OutputError(f"cannot write a {self._label}: {e.strerror}") from None
+
+    @property
+    def closed(self) -> bool:
+        return self._tmp.closed
+
+    def close(self) -> None:
+        self._tmp.close()
+
+
 class SpooledBlob(Closing):
     """A stream saved to a temporary file; ``open()`` it as often as needed."""
 
-    def __init__(self, tmp: IO[bytes], digest: Digest, size: int) -> None:
+    def __init__(self, tmp: SpoolFile, digest: Digest, size: int) -> None:
         self._tmp = tmp
-        self.path: str = tmp.name
+        self.path: str = tmp.path
         self.digest = digest
         self.size = size
 
@@ -54,38 +98,19 @@ def spool(reader: Reader, temp_dir: str | None = None, algorithm: str = "sha256"
     Nothing is left behind if reading or writing fails. Failures to create or
     write the file raise OutputError; the reader's own errors pass through.
     """
-    try:
-        tmp = tempfile.NamedTemporaryFile(
-            mode="w+b", dir=temp_dir, prefix="occystrap-spool-", buffering=0
-        )
-    except OSError as e:
-        raise OutputError(
-            f"cannot create a temporary file in {temp_dir or tempfile.gettempdir()}: {e.strerror}"
-        ) from None
+    tmp = SpoolFile(temp_dir)
     try:
         h: Any = hashlib.new(algorithm)
         size = 0
-        write = tmp.write
         while data := read_chunk(reader):
             h.update(data)
             size += len(data)
-            try:
-                _write_all(write, data)
-            except OSError as e:
-                raise OutputError(f"cannot write temporary file {tmp.name}: {e.strerror}") from None
+            tmp.write(data)
     except BaseException:
         tmp.close()
         raise
-    log.debug("spooled %d bytes to %s", size, tmp.name)
+    log.debug("spooled %d bytes", size)
     return SpooledBlob(tmp, Digest(algorithm, h.hexdigest()), size)
-
-
-def _write_all(write: Any, data: bytes) -> None:
-    """Unbuffered writes may be partial; loop until everything is on its way to disk."""
-    view = memoryview(data)
-    while view:
-        n = write(view)
-        view = view[n:]
 
 
 @contextmanager
