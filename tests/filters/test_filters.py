@@ -23,7 +23,8 @@ from lab.registry import Registry
 from lab.tarspec import TarSpec, directory, file, hardlink, opaque, symlink, whiteout
 from lab.tools import OccystrapRunner, skopeo, umoci
 from occystrap import api
-from occystrap.copy import CopyResult, _ChangeTracker
+from occystrap.copy import CopyResult
+from occystrap.copy_entries import ChangeTracker
 from occystrap.errors import InvalidOption, MalformedInput, OutputError
 from occystrap.events import NullReporter
 from occystrap.filters.base import Filter, ImageView, LayerView, PassThrough
@@ -56,7 +57,7 @@ def run_chain(
 ) -> tuple[bytes, bool]:
     """The layer tar ``data`` through ``filters`` as the copy engine runs it; (tar, changed)."""
     layer = layer or view()
-    state = _ChangeTracker()
+    state = ChangeTracker()
     entries: Iterator[Any] = state.count_in(iter_entries(io.BytesIO(data)), layer.source_end)
     for f in filters:
         entries = f.process(entries, layer)
