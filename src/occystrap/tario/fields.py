@@ -19,9 +19,9 @@ HEADER_ONLY = frozenset((b"1", b"2", b"3", b"4", b"5", b"6"))  # types that carr
 FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
 _OCTAL_ZONE = re.compile(rb"[0-7 \0]*")
 # The numbers of a header as Go, GNU tar, bsdtar and Python write them: zero-filled octal,
-# one terminator each; captures the size and the checksum.
+# one terminator each; captures mode, uid, gid, size, mtime and checksum.
 _CANONICAL = re.compile(
-    rb"[0-7]{7}[ \0][0-7]{7}[ \0][0-7]{7}[ \0]([0-7]{11})[ \0][0-7]{11}[ \0]([0-7]{6})\0 "
+    rb"([0-7]{7})[ \0]([0-7]{7})[ \0]([0-7]{7})[ \0]([0-7]{11})[ \0]([0-7]{11})[ \0]([0-7]{6})\0 "
 )
 _DEVICES = re.compile(rb"(?:[0-7]{7}[ \0]|\0{8}){2}")
 _MAGICS = frozenset((b"ustar\x0000", b"ustar  \0"))
@@ -48,6 +48,10 @@ def num(field: bytes) -> int:
 
 def numbers(block: bytes, fields: tuple[bytes, ...]) -> tuple[int, int, int, int, int, int]:
     """mode, uid, gid, size, mtime and checksum of a header; ValueError when one is bad."""
+    found = _CANONICAL.fullmatch(block, 100, 156)
+    if found is not None:
+        mode, uid, gid, size, mtime, chksum = found.groups()
+        return int(mode, 8), int(uid, 8), int(gid, 8), int(size, 8), int(mtime, 8), int(chksum, 8)
     mode, uid, gid, size, mtime, chksum = fields[1:7]
     if _OCTAL_ZONE.fullmatch(block, 100, 156):  # the common case: plain octal everywhere
         try:
@@ -79,9 +83,9 @@ def simple_span(block: bytes) -> int:
     found = _CANONICAL.fullmatch(block, 100, 156)
     if found is None or not _DEVICES.fullmatch(block, 329, 345):
         return 0
-    if checksum(block) != int(found[2], 8):
+    if checksum(block) != int(found[6], 8):
         return 0
-    size = 0 if kind in HEADER_ONLY else int(found[1], 8)
+    size = 0 if kind in HEADER_ONLY else int(found[4], 8)
     return 512 + size + (-size % 512)
 
 
