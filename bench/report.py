@@ -25,6 +25,7 @@ class Summary:
     error: str | None
     pushed: int | None
     runs: int
+    times: tuple[float, ...] = ()  # every run's time, in round order (empty on failure)
 
     @property
     def ok(self) -> bool:
@@ -39,14 +40,25 @@ def summarise(samples: list[Sample]) -> Summary | None:
     pushed = next((s.pushed for s in samples if s.pushed is not None), None)
     if errors:
         return Summary(None, rss, errors[0], pushed, len(samples))
-    seconds = statistics.median(s.seconds for s in samples if s.seconds is not None)
-    return Summary(seconds, rss, None, pushed, len(samples))
+    times = tuple(s.seconds for s in samples if s.seconds is not None)
+    return Summary(statistics.median(times), rss, None, pushed, len(samples), times)
+
+
+def _ratios(a: Summary | None, b: Summary | None) -> list[float]:
+    """Ratios of ``a`` to ``b``, paired by round: the tools of a round run back to back, so
+    a pair shares the machine's state of the moment (the machine drifts from minute to
+    minute). Without pairs (a different number of runs), the ratio of the medians."""
+    if not (a and b and a.seconds and b.seconds):
+        return []
+    if len(a.times) == len(b.times) > 1 and all(b.times):
+        return [x / y for x, y in zip(a.times, b.times, strict=True)]
+    return [a.seconds / b.seconds]
 
 
 def _ratio(a: Summary | None, b: Summary | None) -> float | None:
-    if a and b and a.seconds and b.seconds:
-        return a.seconds / b.seconds
-    return None
+    """The median of the paired ratios (what the targets are checked against)."""
+    pairs = _ratios(a, b)
+    return statistics.median(pairs) if pairs else None
 
 
 def _mark(ok: bool) -> str:
@@ -89,6 +101,14 @@ def _x(r: float | None) -> str:
     return "—" if r is None else f"{r:.2f}×"
 
 
+def _xs(a: Summary | None, b: Summary | None) -> str:
+    """The paired ratio's median, with the lowest and highest pair when there are several."""
+    pairs = _ratios(a, b)
+    if len(pairs) < 2:
+        return _x(pairs[0] if pairs else None)
+    return f"{statistics.median(pairs):.2f}× ({min(pairs):.2f}–{max(pairs):.2f})"
+
+
 def _mb(x: Summary | None) -> str:
     return "—" if x is None or x.rss is None else f"{x.rss / MiB:.0f}"
 
@@ -113,12 +133,12 @@ def table(results: dict[str, dict[Tool, Summary | None]], corpus: Corpus) -> str
             _secs(ours, notes, f"{job.name} ours"),
             _secs(ref, notes, f"{job.name} occystrap"),
             _secs(sko, notes, f"{job.name} skopeo"),
-            _x(_ratio(ours, ref)),
-            _x(_ratio(ours, sko)),
+            _xs(ours, ref),
+            _xs(ours, sko),
             f"{_mb(ours)} / {_mb(ref)} / {_mb(sko)}",
             mbs,
             _secs(flo, notes, f"{job.name} floor"),
-            _x(_ratio(ours, flo)),
+            _xs(ours, flo),
             targets(job, s, corpus),
         ]
         rows.append("| " + " | ".join(cells) + " |")
@@ -158,7 +178,8 @@ def results_block(
     lines = [
         f"### Results{' (quick smoke run: NOT representative)' if quick else ''}",
         "",
-        f"- Date: {machine['date']}; runs per tool: {runs} (median shown, tools alternated).",
+        f"- Date: {machine['date']}; runs per tool: {runs} (median shown, tools alternated; "
+        "ratios are the median of the per-round ratios, lowest and highest in brackets).",
         f"- Machine: {machine['cpu']}, {machine['memory']}, {machine['kernel']}, "
         f"{machine['os']}; load average at start {machine['load']}, at the end "
         f"{machine.get('load_end', '?')}.",

@@ -75,3 +75,18 @@ def test_cache_is_reused_and_keyed_by_parameters(tmp_path: Path) -> None:
     assert (again.root / "corpus.json").stat().st_mtime_ns == stamp
     assert corpus.params_key(SCALE, 5) != corpus.params_key(SCALE, 6)
     assert corpus.params_key(SCALE, 5) != corpus.params_key(SCALE * 2, 5)
+
+
+def test_ratios_are_paired_by_round() -> None:
+    """A machine that slows down mid-run moves both tools of a round: the paired ratio
+    stays put where the ratio of medians would not."""
+    from bench.report import Summary, _ratio, _xs
+
+    def summary(*times: float) -> Summary:
+        return Summary(sorted(times)[len(times) // 2], None, None, None, len(times), times)
+
+    ours, ref = summary(1.0, 1.0, 3.0), summary(2.0, 6.0, 6.0)
+    assert _ratio(ours, ref) == 0.5  # rounds: 0.5, 1/6, 0.5; medians alone would give 1/6
+    assert _xs(ours, ref) == "0.50× (0.17–0.50)"
+    assert _ratio(ours, summary(4.0)) == 0.25  # no pairs: the ratio of the medians
+    assert _ratio(ours, Summary(None, None, "failed", None, 1)) is None
