@@ -43,15 +43,8 @@ class CopyResult:
     description: str
 
 
-class _Engine:
-    def __init__(
-        self, image: Image, sink: Sink, filters: Sequence[Filter], ctx: RunContext
-    ) -> None:
-        self.image = image
-        self.sink = sink
-        self.ctx = ctx
-        self.filters = list(filters)
-        self.layer = LayerCopier(image, sink, filters, ctx)
+class _Engine(LayerCopier):
+    """The image's order of work and the layers' scheduling around the layer routes."""
 
     # -- the image ------------------------------------------------------------------------
 
@@ -94,7 +87,7 @@ class _Engine:
                 for w in written
             ),
         )
-        for f in self.layer.chain:
+        for f in self.chain:
             f.finish(view, self.ctx.reporter)
         return result
 
@@ -116,12 +109,10 @@ class _Engine:
                 written = []
                 for layer in layers:
                     ahead.wait_for(layer)
-                    written.append(self.layer.transfer(layer))
+                    written.append(self.transfer(layer))
                 return written
         with ThreadPoolExecutor(max_workers=self.ctx.jobs, thread_name_prefix="layer") as pool:
-            futures: list[Future[Written]] = [
-                pool.submit(self.layer.transfer, layer) for layer in layers
-            ]
+            futures: list[Future[Written]] = [pool.submit(self.transfer, layer) for layer in layers]
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             for fut in done:
                 exc = fut.exception()
@@ -152,7 +143,7 @@ class _Engine:
         return [
             layer
             for layer in self.image.layers[1:]
-            if layer.local_copy is not None and not self.layer.held(layer)
+            if layer.local_copy is not None and not self.held(layer)
         ]
 
     def _manifest(
@@ -166,11 +157,11 @@ class _Engine:
             and config.raw == self.image.config.raw
             and all(w.unchanged for w in written)
             and [w.descriptor.digest for w in written] == [d.digest for d in source.layers]
-            and self.layer.form is LayerForm.STORED
+            and self.form is LayerForm.STORED
         ):
             return source
-        media_type = MediaType.OCI_MANIFEST if self.layer.oci else MediaType.DOCKER_MANIFEST
-        config_type: str = MediaType.OCI_CONFIG if self.layer.oci else MediaType.DOCKER_CONFIG
+        media_type = MediaType.OCI_MANIFEST if self.oci else MediaType.DOCKER_MANIFEST
+        config_type: str = MediaType.OCI_CONFIG if self.oci else MediaType.DOCKER_CONFIG
         if source is not None and source.config.media_type not in (
             MediaType.OCI_CONFIG,
             MediaType.DOCKER_CONFIG,
