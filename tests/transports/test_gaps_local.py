@@ -23,6 +23,7 @@ from lab import images
 from lab.ocilayout import LayoutInfo
 from lab.tarspec import file
 from lab.tools import OccystrapRunner, require, run
+from lab.writers import STALLING_LAYER, start_writer
 
 FLOOR = 1 << 20
 ZEROS = 16 << 20
@@ -184,7 +185,8 @@ def test_tags_still_accepted(
 #: a dir:// writer: begins, stores part of a layer, then (argv[2]) "kill"s itself there,
 #: or says "ready" and waits for a line on stdin before aborting; "commit-kill" is killed
 #: while replacing catalog.json (under the store lock, as commit does)
-_WRITER = """
+_WRITER = (
+    """
 import os, signal, sys, types
 from occystrap.blobio.spool import atomic_write
 from occystrap.transports.base import LayerWrite, RunContext
@@ -199,36 +201,15 @@ if mode == "commit-kill":
         f.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
-class Blob:
-    size = 0
-    def __init__(self):
-        self.calls = 0
-    def read(self, n=-1):
-        self.calls += 1
-        if self.calls == 1:
-            return b"x" * 65536
-        if mode == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        print("ready", flush=True)
-        sys.stdin.readline()
-        raise KeyboardInterrupt  # the run is interrupted: abort
-
 sink = DirectorySink(root, DirSinkOptions(unique_names=True), RunContext())
 sink.begin(types.SimpleNamespace(name="lab/writer", tag="1"))
-try:
-    sink.put_layer(Blob(), LayerWrite(0, "application/vnd.oci.image.layer.v1.tar", None, None, None, None))
-except KeyboardInterrupt:
-    sink.abort()
 """
+    + STALLING_LAYER
+)
 
 
 def writer(root: Path, mode: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(root), mode],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    return start_writer(_WRITER, root, mode)
 
 
 def temporaries(root: Path) -> list[str]:

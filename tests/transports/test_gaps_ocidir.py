@@ -8,17 +8,18 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from lab.ocilayout import LayoutInfo
 from lab.tools import OccystrapRunner, skopeo
+from lab.writers import STALLING_LAYER, start_writer
 
 #: an ocidir:// writer of ``argv[1]``: "kill" stores part of a layer and is SIGKILLed there;
 #: "wait" says "ready" there and waits for a line on stdin before aborting; "commit-kill" is
 #: SIGKILLed while writing a root temporary under the layout lock (as commit does)
-_WRITER = """
+_WRITER = (
+    """
 import os, signal, sys, types
 from occystrap.transports.base import LayerWrite, RunContext
 from occystrap.transports.ocilayout.layout import exclusive_lock
@@ -32,37 +33,15 @@ if mode == "commit-kill":
         f.write(b'{"half')
         f.flush()
         os.kill(os.getpid(), signal.SIGKILL)
-
-class Blob:
-    size = 0
-    def __init__(self):
-        self.calls = 0
-    def read(self, n=-1):
-        self.calls += 1
-        if self.calls == 1:
-            return b"x" * 65536
-        if mode == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        print("ready", flush=True)
-        sys.stdin.readline()
-        raise KeyboardInterrupt  # the run is interrupted: abort
-
-try:
-    sink.put_layer(Blob(), LayerWrite(0, "application/vnd.oci.image.layer.v1.tar", None, None, None, None))
-except KeyboardInterrupt:
-    sink.abort()
 """
+    + STALLING_LAYER
+)
 
 HOURS_AGO = 2 * 3600
 
 
 def writer(root: Path, mode: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(root), mode],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    return start_writer(_WRITER, root, mode)
 
 
 def temporaries(root: Path) -> list[str]:
