@@ -10,7 +10,6 @@ peak is then below the size of the biggest layer plus slack, far below the image
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from lab import images
 from lab.daemon import Daemon
 from lab.ocilayout import LayoutInfo, build_oci_layout
 from lab.tarspec import TarSpec, directory, file
+from lab.tempfiles import files_under
 from lab.tools import OccystrapRunner
 from occystrap.errors import ImageNotFound
 from occystrap.transports.daemon.client import DaemonClient
@@ -31,7 +31,8 @@ PREFIX = f"occy-audit5-{uuid.uuid4().hex[:6]}"
 
 
 class Watcher:
-    """Largest total size of the files under ``root`` seen while running."""
+    """Largest total size of the files under ``root`` seen while running (unnamed spool
+    files included, see ``lab.tempfiles``)."""
 
     def __init__(self, root: Path) -> None:
         self.root, self.peak, self._stop = root, 0, threading.Event()
@@ -39,14 +40,7 @@ class Watcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = 0
-            for dirpath, _, names in os.walk(self.root):
-                for name in names:
-                    try:
-                        total += os.lstat(os.path.join(dirpath, name)).st_size
-                    except OSError:
-                        pass
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, sum(files_under(self.root).values()))
             time.sleep(0.005)
 
     def __enter__(self) -> Watcher:

@@ -26,6 +26,7 @@ import pytest
 from lab.dockersave import docker_save_legacy
 from lab.images import big_layer_file, build_oci_layout
 from lab.ocilayout import LayoutInfo
+from lab.tempfiles import open_files_under
 
 from .runner import OUTPUT_URIS, debris, is_complete
 
@@ -88,22 +89,9 @@ class _Watcher:
                 except FileNotFoundError:
                     pass
             if self.pid is not None:
-                self._open_files(f"/proc/{self.pid}/fd")
+                for key, path in self.dirs.items():
+                    self.seen[key].update(open_files_under(path, [self.pid]))
             time.sleep(0.005)
-
-    def _open_files(self, fd_dir: str) -> None:
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            return
-        for fd in fds:
-            try:
-                target = os.readlink(f"{fd_dir}/{fd}")
-            except OSError:
-                continue
-            for key, path in self.dirs.items():
-                if target.startswith(f"{path}/"):
-                    self.seen[key].add(target[len(f"{path}/") :])
 
     def stop(self) -> None:
         self._stop.set()
