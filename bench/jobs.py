@@ -99,8 +99,8 @@ def _skopeo_ref(ctx: Ctx, kind: Kind, role: str) -> list[str]:
             if role == "source"
             else f"docker-archive:{ctx.out}/image.tar:{REPO_TAG}"
         ]
-    if kind == "dir":
-        return [f"dir:{ctx.out}/dir"]
+    if kind == "dir":  # layers stored uncompressed, as dir:// stores them
+        return ["--dest-decompress", f"dir:{ctx.out}/dir"]
     return [f"oci:{ctx.out}/layout:latest"]
 
 
@@ -167,7 +167,7 @@ JOBS: tuple[Job, ...] = (
         "dir",
         vs_ref=0.6,
         vs_skopeo=0.5,
-        note="skopeo: dir: (keeps layers compressed, so it does less work)",
+        note="skopeo: dir: --dest-decompress (uncompressed layers, as dir:// stores them)",
         floor=lambda c: floors.pull(c.reg1, SOURCE_REPO, c.corpus, c.out, decompress=True),
     ),
     Job(
