@@ -24,6 +24,7 @@ from ..errors import InvalidOption, OccystrapError
 from ..events import Stats
 from ..model.descriptor import Platform
 from ..transports.base import RegistrySettings, RunContext
+from . import allocator
 from . import help as helptext
 from .cache import cache
 from .report import CliReporter, summary_line
@@ -401,6 +402,7 @@ def _without_httpx_cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     _without_httpx_cli()
+    allocator.tune()
     try:
         args = _tls_verify_value(sys.argv[1:] if argv is None else argv)
         try:
