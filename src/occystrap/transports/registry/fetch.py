@@ -96,12 +96,12 @@ class _Fetch:
     # -- the bytes ------------------------------------------------------------------------
 
     def chunks(self) -> Iterator[bytes]:
-        self.served = self._open_entry()
+        # A copy this source fetched and verified itself moments ago (read ahead) is not
+        # hashed again; one an earlier run kept is (a crash may have torn it).
+        fresh = self.cache.kept_here(self.digest)
+        self.served = self._open_entry(fresh)
         if self.served is not None:
-            # A copy this source fetched and verified itself moments ago (read ahead) is not
-            # hashed again; one an earlier run kept is (a crash may have torn it).
-            rehash = not self.cache.kept_here(self.digest)
-            yield from self._from_disk(self.served, "kept complete blob", rehash)
+            yield from self._from_disk(self.served, "kept complete blob", rehash=not fresh)
             self.complete = True
             return
         self.file = self._claim()
@@ -172,8 +172,9 @@ class _Fetch:
             self.bad = True
             raise DigestMismatch(f"{self.what} ({kind})", str(self.digest), str(hasher.digest()))
 
-    def _open_entry(self) -> IO[bytes] | None:
-        """The complete entry an earlier run kept, opened and share-locked; else None."""
+    def _open_entry(self, fresh: bool) -> IO[bytes] | None:
+        """The complete entry kept (by an earlier run, or ``fresh`` by this source), opened
+        and share-locked; else None."""
         if self.entry is None:
             return None
         try:
@@ -189,7 +190,7 @@ class _Fetch:
         except OSError:
             f.close()
             return None
-        if self.cache.kept_here(self.digest):
+        if fresh:
             log.debug("%s: reading the complete copy fetched ahead", self.what)
         else:
             log.info("%s: reading the complete copy an earlier run kept", self.what)

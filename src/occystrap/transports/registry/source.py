@@ -24,6 +24,7 @@ the decompression at :func:`occystrap.bounds.expansion_limit` of the stored size
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -221,14 +222,10 @@ class RegistryReader:
                 opener=self._opener(d),
                 history=history[i] if i < len(history) else None,
                 origin=self.origin,
-                local_copy=self._local_copy(d.digest),
+                local_copy=functools.partial(self.cache.complete, d.digest),
             )
             for i, d in enumerate(manifest.layers)
         )
-
-    def _local_copy(self, digest: Digest) -> Callable[[], str | None]:
-        cache = self.cache
-        return lambda: cache.complete(digest)
 
     def _opener(self, desc: Descriptor) -> Callable[[], AbstractContextManager[BinaryIO]]:
         client, repo, cache, stats = self.client, self.repo, self.cache, self.ctx.stats
