@@ -48,7 +48,7 @@ from .blobio.tee import observe_copy
 from .blobio.verify import HashingReader, VerifyingReader
 from .cache.key import CacheKey, chain_identity
 from .cache.recording import Recording
-from .copy_entries import ChangeTracker, decompressed
+from .copy_entries import ChangeTracker, decompressed, through_chain
 from .copy_stages import KnownBlob, Stage, chunks_of, compressed, hashed, pack
 from .errors import IntegrityError
 from .events import ProgressReader
@@ -305,10 +305,8 @@ class LayerCopier:
             stream = rec.watch_plain(stream)
             plain = IterReader(stack.enter_context(Stage(chunks_of(stream), "layer-read")))
             reader = iter_entries(plain, what=f"layer {layer.index}")
-            entries: Iterator[TarEntry] = state.count_in(reader, view.source_end)
-            for f in self.chain:
-                entries = f.process(entries, view)
-            chunks = state.keep_trailer(iter_tar_bytes(state.watch_out(entries)), view.source_end)
+            members = through_chain(reader, self.chain, view, state)
+            chunks = state.keep_trailer(iter_tar_bytes(members), view.source_end)
             diff_hash = hashlib.sha256()
             if self.form is LayerForm.STORED:  # the diff_id is hashed here, not by pack()
                 chunks = hashed(chunks, diff_hash)

@@ -24,7 +24,7 @@ from lab.tarspec import TarSpec, directory, file, hardlink, opaque, symlink, whi
 from lab.tools import OccystrapRunner, skopeo, umoci
 from occystrap import api
 from occystrap.copy import CopyResult
-from occystrap.copy_entries import ChangeTracker
+from occystrap.copy_entries import ChangeTracker, through_chain
 from occystrap.errors import InvalidOption, MalformedInput, OutputError
 from occystrap.events import NullReporter
 from occystrap.filters.base import Filter, ImageView, LayerView, PassThrough
@@ -58,10 +58,8 @@ def run_chain(
     """The layer tar ``data`` through ``filters`` as the copy engine runs it; (tar, changed)."""
     layer = layer or view()
     state = ChangeTracker()
-    entries: Iterator[Any] = state.count_in(iter_entries(io.BytesIO(data)), layer.source_end)
-    for f in filters:
-        entries = f.process(entries, layer)
-    out = b"".join(state.keep_trailer(iter_tar_bytes(state.watch_out(entries)), layer.source_end))
+    members = through_chain(iter_entries(io.BytesIO(data)), filters, layer, state)
+    out = b"".join(state.keep_trailer(iter_tar_bytes(members), layer.source_end))
     return out, state.changed
 
 

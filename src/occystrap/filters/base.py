@@ -48,6 +48,19 @@ class LayerView:
 
 
 @dataclass(frozen=True)
+class HeaderEdit:
+    """What a filter does to a simple member (one USTAR or plain GNU header block, no
+    extended header, no PAX global header before it), declared so the engine may apply it
+    to such members as bytes, without making entries of them: set the mtime to ``mtime``.
+
+    A filter declaring one must map each entry it is given to exactly one entry, yielded
+    before it takes the next, and must treat a simple member just as the edit says.
+    """
+
+    mtime: int
+
+
+@dataclass(frozen=True)
 class ImageView:
     """The image as written, given to ``finish``."""
 
@@ -64,6 +77,8 @@ class Filter(Protocol):
     rewrites_layers: bool
     #: True when the filter must see entries even though it changes nothing
     observes_layers: bool
+    #: what the filter does to a simple member, when that can be done to its bytes
+    header_edit: HeaderEdit | None
 
     def edit_config(self, config: ImageConfig) -> ImageConfig:
         """Return the config to write (before diff_ids are recomputed by the engine)."""
@@ -89,6 +104,7 @@ class PassThrough:
     name = "passthrough"
     rewrites_layers = False
     observes_layers = False
+    header_edit: HeaderEdit | None = None
 
     def edit_config(self, config: ImageConfig) -> ImageConfig:
         return config

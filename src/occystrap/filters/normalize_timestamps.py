@@ -27,7 +27,7 @@ from ..model.config import ImageConfig, rfc3339
 from ..tario.entry import TIME_RECORDS as _TIME_RECORDS
 from ..tario.entry import TarEntry
 from ..tario.writer import copy_info
-from .base import LayerView, PassThrough
+from .base import HeaderEdit, LayerView, PassThrough
 from .options import NormalizeOptions
 
 #: the manifest annotation holding the image's creation date (OCI image spec)
@@ -61,6 +61,7 @@ class NormalizeTimestamps(PassThrough):
             raise InvalidOption(
                 f"filter normalize-timestamps: ts={self.timestamp} is out of range 0..{_MAX_TS}"
             )
+        self.header_edit = HeaderEdit(mtime=self.timestamp)
 
     def process(self, entries: Iterator[TarEntry], layer: LayerView) -> Iterator[TarEntry]:
         ts = self.timestamp

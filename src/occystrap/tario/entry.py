@@ -96,3 +96,19 @@ class TarEntry:
     info: tarfile.TarInfo
     raw_header: bytes | None
     body: BodyReader
+
+
+@dataclass(slots=True)
+class MemberRun:
+    """Consecutive whole members as archive bytes (headers, data, padding), ready to be
+    written as they are: what :meth:`TarReader.simple_run
+    <occystrap.tario.reader.TarReader.simple_run>` gives instead of an entry per member.
+
+    ``pieces`` joined are the ``size`` bytes; ``members`` counts the members, ``changed``
+    those whose header was edited.
+    """
+
+    pieces: list[bytes | memoryview]
+    size: int
+    members: int
+    changed: int

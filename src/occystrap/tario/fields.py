@@ -68,24 +68,30 @@ def numbers(block: bytes, fields: tuple[bytes, ...]) -> tuple[int, int, int, int
     return num(mode), num(uid), num(gid), num(size), num(mtime), num(chksum)
 
 
-def simple_span(block: bytes) -> int:
-    """Bytes taken by a simple member (header, data, padding); 0 when the header needs the
-    full parse.
+def simple_header(block: bytes) -> re.Match[bytes] | None:
+    """The canonical numbers of a simple member's header (groups: mode, uid, gid, size,
+    mtime, checksum); None when the header needs the full parse.
 
     Simple: a USTAR or GNU header of a standard type with a name, numbers in the canonical
     octal form and a correct unsigned checksum, so every check of the full parse passes.
-    Anything else (extended headers, old or signed checksums, base-256 numbers, V7) is 0:
+    Anything else (extended headers, old or signed checksums, base-256 numbers, V7) is None:
     the full parse decides, and names the error if there is one.
     """
-    kind = block[156:157]
-    if kind not in _SIMPLE_TYPES or not block[0] or block[257:265] not in _MAGICS:
-        return 0
+    if block[156:157] not in _SIMPLE_TYPES or not block[0] or block[257:265] not in _MAGICS:
+        return None
     found = _CANONICAL.fullmatch(block, 100, 156)
     if found is None or not _DEVICES.fullmatch(block, 329, 345):
+        return None
+    return found if checksum(block) == int(found[6], 8) else None
+
+
+def simple_span(block: bytes) -> int:
+    """Bytes taken by a simple member (header, data, padding; see :func:`simple_header`);
+    0 when the header needs the full parse."""
+    found = simple_header(block)
+    if found is None:
         return 0
-    if checksum(block) != int(found[6], 8):
-        return 0
-    size = 0 if kind in HEADER_ONLY else int(found[4], 8)
+    size = 0 if block[156:157] in HEADER_ONLY else int(found[4], 8)
     return 512 + size + (-size % 512)
 
 

@@ -19,7 +19,7 @@ import tarfile
 from typing import NoReturn
 
 from ..errors import LimitExceeded, MalformedInput
-from .entry import TIME_RECORDS, ParsedInfo, SourceHeader, TarEntry, header_fields
+from .entry import TIME_RECORDS, MemberRun, ParsedInfo, SourceHeader, TarEntry, header_fields
 from .fields import (
     FIELDS,
     header_info,
@@ -28,6 +28,7 @@ from .fields import (
     numbers,
     pax_int,
     signed_checksum,
+    simple_header,
     simple_span,
     text,
 )
@@ -97,6 +98,7 @@ class TarReader:
         self._junk = False
         self._pad = 0
         self._done = False
+        self._seen_global = False
         self._name = ""
         self.entry_offset = 0
         self.end_offset: int | None = None
@@ -158,11 +160,7 @@ class TarReader:
         if self._done:
             raise StopIteration
         src = self._src
-        if self._body is not None:
-            left = self._body.abandon() + self._pad
-            self._body = self._stored = None
-            if src.skip(left) != left:
-                raise self.truncated()
+        self._settle()
         if walk and not self.global_headers:
             self._skim()
         self.entry_offset = src.tell()
@@ -250,6 +248,73 @@ class TarReader:
         ):
             info.source = SourceHeader(block, header_fields(info), stored)
         return entry
+
+    def _settle(self) -> None:
+        """Skip what the current member's body and padding left unread."""
+        if self._body is not None:
+            left = self._body.abandon() + self._pad
+            self._body = self._stored = None
+            if self._src.skip(left) != left:
+                raise self.truncated()
+
+    def simple_run(self, mtime: int) -> MemberRun | None:
+        """The simple members that lie whole in the source's buffer from here, consumed
+        and given back as archive bytes with ``mtime`` set in each header; None when there
+        are none, the archive ended or a PAX global header was seen.
+
+        The bytes are what reading each member, setting its mtime and writing it back
+        gives (a header already saying ``mtime`` is kept as it is, any other has the new
+        field and checksum patched in, as :func:`~occystrap.tario.encode.encode_header`
+        does), so a caller may take runs between entries of the same stream. Only members
+        the full parse would accept and give a source block to are taken: one USTAR or
+        plain GNU header (see :func:`~occystrap.tario.fields.simple_header`), no size on a
+        header-only type and zeros as padding.
+        """
+        if self._done or self._seen_global:
+            return None
+        self._settle()
+        buf, start = self._src.window()
+        field = b"%011o\0" % mtime
+        digits, field_sum = field[:11], sum(field)
+        view = memoryview(buf)
+        pieces: list[bytes | memoryview] = []
+        pos = since = start
+        end = len(buf)
+        count = changed = 0
+        while pos + BLOCK <= end:
+            block = buf[pos : pos + BLOCK]
+            found = simple_header(block)
+            if found is None:
+                break
+            if block[156:157] in HEADER_ONLY:
+                if found[4] != b"00000000000":
+                    break  # the full parse drops the size and re-encodes the header
+                span = BLOCK
+            else:
+                size = int(found[4], 8)
+                span = BLOCK + size + (-size % BLOCK)
+                if (
+                    pos + span > end
+                    or buf.count(0, pos + BLOCK + size, pos + span) != span - BLOCK - size
+                ):
+                    break  # not whole here, or padding the full parse would write as zeros
+            if block[257:265] != b"ustar\x0000" and block[345:] != _ZEROS:
+                break
+            if block[136:147] != digits:
+                if since < pos:
+                    pieces.append(view[since:pos])
+                total = int(found[6], 8) - sum(block[136:148]) + field_sum
+                pieces.append(b"".join((block[:136], field, b"%06o\0 " % total, block[156:])))
+                since = pos + BLOCK
+                changed += 1
+            pos += span
+            count += 1
+        if not count:
+            return None
+        if since < pos:
+            pieces.append(view[since:pos])
+        self._src.advance(pos - start)
+        return MemberRun(pieces, pos - start, count, changed)
 
     def _plain_member(self, info: ParsedInfo, size: int, block: bytes) -> TarEntry:
         """:meth:`_member` for a member of one header block (its names hold no NUL)."""
@@ -401,6 +466,7 @@ class TarReader:
 
     def _global(self, block: bytes, data: bytes, offset: int) -> TarEntry:
         """A ``g`` header: remember its records and hand it on as an entry of its own."""
+        self._seen_global = True
         where = f"at offset {offset} in {self.what}"
         records = parse_pax(data, where)
         for key, value in records:

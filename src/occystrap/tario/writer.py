@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from ..errors import MalformedInput
 from .encode import PAD, encode_header, pax_block
-from .entry import BodyReader, ParsedInfo, TarEntry, source_of
+from .entry import BodyReader, MemberRun, ParsedInfo, TarEntry, source_of
 from .reader import BLOCK, CHUNK, HEADER_ONLY, BytesBody
 
 __all__ = [
@@ -179,19 +179,31 @@ class TarWriter:
         return self.bytes_written
 
 
-def iter_tar_bytes(entries: Iterable[TarEntry], *, record_size: int = BLOCK) -> Iterator[bytes]:
+def iter_tar_bytes(
+    entries: Iterable[TarEntry | MemberRun], *, record_size: int = BLOCK
+) -> Iterator[bytes]:
     """The archive of ``entries`` as chunks of about 1 MiB (big bodies pass straight through).
 
-    Small pieces are collected in a list and joined once per chunk: growing one buffer
-    instead reallocates and copies it many times per chunk.
+    A :class:`MemberRun` among them is written as it is. Small pieces are collected in a
+    list and joined once per chunk: growing one buffer instead reallocates and copies it
+    many times per chunk.
     """
     if record_size <= 0 or record_size % BLOCK:
         raise ValueError("record_size must be a positive multiple of 512")
     core = _Core()
     headers = core.buf
-    parts: list[bytes] = []
+    parts: list[bytes | memoryview] = []
     have = total = 0
     for entry in entries:
+        if isinstance(entry, MemberRun):
+            parts += entry.pieces
+            have += entry.size
+            if have >= CHUNK:
+                total += have
+                yield b"".join(parts)
+                parts.clear()
+                have = 0
+            continue
         size = core.header(entry)
         parts.append(bytes(headers))
         have += len(headers)
