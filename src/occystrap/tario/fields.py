@@ -30,6 +30,7 @@ _LENGTH = re.compile(rb"[0-9]{1,20}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _TIME = re.compile(r"(-?[0-9]{1,30})(?:\.([0-9]{0,30}))?")
 _HIGH = bytes(range(128, 256))
+_GNU_EXTRA_EMPTY = bytes(512 - 345)
 
 
 def num(field: bytes) -> int:
@@ -93,6 +94,11 @@ def simple_span(block: bytes) -> int:
         return 0
     size = 0 if block[156:157] in HEADER_ONLY else int(found[4], 8)
     return 512 + size + (-size % 512)
+
+
+def gnu_plain(block: bytes) -> bool:
+    """A GNU header with nothing in its extra fields (access and change times, sparse map)."""
+    return block[345:] == _GNU_EXTRA_EMPTY
 
 
 def checksum(block: bytes, _adler: Callable[[bytes], int] = zlib.adler32) -> int:

@@ -19,17 +19,17 @@ import tarfile
 from typing import NoReturn
 
 from ..errors import LimitExceeded, MalformedInput
+from . import simple
 from .entry import TIME_RECORDS, MemberRun, ParsedInfo, SourceHeader, TarEntry, header_fields
 from .fields import (
     FIELDS,
+    gnu_plain,
     header_info,
     header_name,
     num,
     numbers,
     pax_int,
     signed_checksum,
-    simple_header,
-    simple_span,
     text,
 )
 from .fields import HEADER_ONLY as HEADER_ONLY
@@ -51,12 +51,6 @@ MAX_HEADERS = 4 << 20  # all header blocks of one member
 ZERO_BLOCK = bytes(BLOCK)
 _EXTENDED = frozenset((b"x", b"g", b"L", b"K"))
 _GLOBAL_FIELDS = ("uid", "gid", "uname", "gname", "mtime")
-_ZEROS = bytes(BLOCK - 345)
-
-
-def _gnu_plain(block: bytes) -> bool:
-    """A GNU header with nothing in its extra fields (access and change times, sparse map)."""
-    return block[345:] == _ZEROS
 
 
 def iter_entries(
@@ -242,7 +236,7 @@ class TarReader:
             unsigned
             and entry.raw_header is not None
             and kind == fields[7]
-            and (fields[9] == b"ustar\x0000" or fields[9] == b"ustar  \0" and _gnu_plain(block))
+            and (fields[9] == b"ustar\x0000" or fields[9] == b"ustar  \0" and gnu_plain(block))
             and (plain or long_name is None is long_link and TIME_RECORDS.issuperset(pax))
             and not self.global_headers
         ):
@@ -267,54 +261,17 @@ class TarReader:
         field and checksum patched in, as :func:`~occystrap.tario.encode.encode_header`
         does), so a caller may take runs between entries of the same stream. Only members
         the full parse would accept and give a source block to are taken: one USTAR or
-        plain GNU header (see :func:`~occystrap.tario.fields.simple_header`), no size on a
-        header-only type and zeros as padding.
+        plain GNU header, no size on a header-only type and zeros as padding (see
+        :mod:`occystrap.tario.simple`).
         """
         if self._done or self._seen_global:
             return None
         self._settle()
         buf, start = self._src.window()
-        field = b"%011o\0" % mtime
-        digits, field_sum = field[:11], sum(field)
-        view = memoryview(buf)
-        pieces: list[bytes | memoryview] = []
-        pos = since = start
-        end = len(buf)
-        count = changed = 0
-        while pos + BLOCK <= end:
-            block = buf[pos : pos + BLOCK]
-            found = simple_header(block)
-            if found is None:
-                break
-            if block[156:157] in HEADER_ONLY:
-                if found[4] != b"00000000000":
-                    break  # the full parse drops the size and re-encodes the header
-                span = BLOCK
-            else:
-                size = int(found[4], 8)
-                span = BLOCK + size + (-size % BLOCK)
-                if (
-                    pos + span > end
-                    or buf.count(0, pos + BLOCK + size, pos + span) != span - BLOCK - size
-                ):
-                    break  # not whole here, or padding the full parse would write as zeros
-            if block[257:265] != b"ustar\x0000" and block[345:] != _ZEROS:
-                break
-            if block[136:147] != digits:
-                if since < pos:
-                    pieces.append(view[since:pos])
-                total = int(found[6], 8) - sum(block[136:148]) + field_sum
-                pieces.append(b"".join((block[:136], field, b"%06o\0 " % total, block[156:])))
-                since = pos + BLOCK
-                changed += 1
-            pos += span
-            count += 1
-        if not count:
-            return None
-        if since < pos:
-            pieces.append(view[since:pos])
-        self._src.advance(pos - start)
-        return MemberRun(pieces, pos - start, count, changed)
+        run = simple.edited_run(buf, start, mtime)
+        if run is not None:
+            self._src.advance(run.size)
+        return run
 
     def _plain_member(self, info: ParsedInfo, size: int, block: bytes) -> TarEntry:
         """:meth:`_member` for a member of one header block (its names hold no NUL)."""
@@ -338,12 +295,7 @@ class TarReader:
         """Walk past the simple members that lie whole in the source's buffer (bounded by
         one chunk): the full parse would accept each of them and build nothing."""
         buf, start = self._src.window()
-        pos, end = start, len(buf) - BLOCK
-        while pos <= end and (span := simple_span(buf[pos : pos + BLOCK])):
-            if pos + span > len(buf):
-                break
-            pos += span
-        self._src.advance(pos - start)
+        self._src.advance(simple.skimmed(buf, start) - start)
 
     def _walk_plain(self, fields: tuple[bytes, ...], kind: bytes, size: int) -> None:
         """Check a member with no extended headers as :meth:`_member` would, without
