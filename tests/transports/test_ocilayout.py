@@ -260,6 +260,27 @@ def test_same_ref_is_replaced_and_unnamed_is_deduplicated(
     assert entries[1]["digest"] == busybox_layout.manifest_digest
 
 
+def test_sink_takes_a_layout_another_writer_made_between_its_looks(
+    busybox_layout: LayoutInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A racing writer renames oci-layout into place after this one asked whether the
+    directory is a layout and before it lists it: that is a layout, not a foreign dir."""
+    from occystrap.transports.ocilayout import sink
+
+    out = tmp_path / "out"
+    (out / "blobs" / "sha256").mkdir(parents=True)
+    (out / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    looks: list[str] = []
+
+    def late(path: str) -> bool:  # the first look happened before the rename
+        looks.append(path)
+        return len(looks) > 1
+
+    monkeypatch.setattr(sink, "is_layout", late)
+    api.process(f"ocidir://{busybox_layout.path}", f"ocidir://{out}:x")
+    assert len(looks) > 1 and refs_of(out) == ["x"]
+
+
 def test_sink_refuses_bad_destinations(busybox_layout: LayoutInfo, tmp_path: Path) -> None:
     busy = tmp_path / "busy"
     busy.mkdir()

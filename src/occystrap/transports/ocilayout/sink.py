@@ -133,7 +133,8 @@ class OciLayoutSink:
         root = self.root
         if not os.path.isdir(root) or is_layout(root):
             return
-        ours = {"blobs", LOCK_FILE}
+        # oci-layout may appear between the two looks: another writer made the layout
+        ours = {"blobs", LOCK_FILE, LAYOUT_FILE}
         if any(n not in ours and not n.startswith(".tmp-") for n in os.listdir(root)):
             raise OutputError(f"{root} is a non-empty directory but not an OCI image layout")
 
