@@ -76,13 +76,14 @@ def through_chain(
     members lying whole in the reader's buffer between two entries skip the chain: they
     come as one :class:`MemberRun`, edited as bytes (a member as an entry costs some
     microseconds; the corpus's 40,000 small files made that most of a rewrite's time).
-    Only while the chain holds no entry it took, so the order is kept.
+    Only while every entry taken from the reader has come out of the chain, so the order
+    is kept (a filter that drops an entry thus ends the runs).
     """
     entries = tracker.count_in(reader, view.source_end)
     for f in chain:
         entries = f.process(entries, view)
     out = tracker.watch_out(entries)
-    edits = [f.header_edit for f in chain]
+    edits = [getattr(f, "header_edit", None) for f in chain]  # optional for filters from elsewhere
     last = edits[-1] if edits else None
     if last is None or None in edits:
         yield from out

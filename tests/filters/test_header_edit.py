@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_filters import exclude, normalize, run_chain, view
 
+from lab.tarmembers import MTIME, member, with_checksum
 from lab.tools import require, run
 from occystrap.copy_entries import ChangeTracker, through_chain
 from occystrap.errors import LimitExceeded, MalformedInput
@@ -26,7 +27,6 @@ from occystrap.tario import iter_entries
 from occystrap.tario.encode import pax_block
 from occystrap.tario.entry import MemberRun, TarEntry
 
-MTIME = 1_700_000_000
 CAP = bytes.fromhex("0100000200040000000000000000000000000000").decode("utf-8", "surrogateescape")
 
 
@@ -52,14 +52,6 @@ class DropsDirs(NormalizeTimestamps):
                 yield entry
 
 
-def member(name: str, kind: bytes = tarfile.REGTYPE, **fields: object) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mtime = kind, MTIME
-    for key, value in fields.items():
-        setattr(info, key, value)
-    return info
-
-
 def tar_of(members: list[tuple[tarfile.TarInfo, bytes]], fmt: int) -> bytes:
     """The members in tarfile's ``fmt``, leaving out those it cannot hold (USTAR)."""
     buf = io.BytesIO()
@@ -72,11 +64,6 @@ def tar_of(members: list[tuple[tarfile.TarInfo, bytes]], fmt: int) -> bytes:
                 continue
             tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
     return buf.getvalue()
-
-
-def with_checksum(block: bytes) -> bytes:
-    block = block[:148] + b"        " + block[156:]
-    return block[:148] + b"%06o\0 " % sum(block) + block[156:]
 
 
 def block_of(info: tarfile.TarInfo, size: int = 0) -> bytes:
@@ -244,3 +231,21 @@ def test_damaged_tars_give_the_same_error_either_way(data: st.DataObject) -> Non
         tar = tar[: data.draw(st.integers(0, len(tar)))]
     ts = data.draw(st.sampled_from([0, MTIME]))
     assert _outcome(tar, [normalize(ts)]) == _outcome(tar, [Entrywise(normalize(ts))])
+
+
+class Foreign:
+    """A filter written elsewhere, without PassThrough and without ``header_edit``."""
+
+    name = "foreign"
+    rewrites_layers = True
+    observes_layers = False
+
+    def process(self, entries: Iterator[TarEntry], layer: LayerView) -> Iterator[TarEntry]:
+        return entries
+
+
+def test_a_filter_without_the_attribute_takes_the_entry_path() -> None:
+    tar = tar_of(members(), tarfile.GNU_FORMAT)
+    chain: list[Filter] = [normalize(0), Foreign()]  # type: ignore[list-item]
+    assert runs_in(tar, chain) == 0
+    assert run_chain(tar, chain) == run_chain(tar, [Entrywise(normalize(0))])

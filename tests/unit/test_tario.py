@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lab.tarmembers import MTIME, member, with_checksum
 from lab.tools import require, run
 from occystrap.errors import InvalidOption, LimitExceeded, MalformedInput
 from occystrap.tario import (
@@ -33,7 +34,6 @@ from occystrap.tario.encode import pax_block
 from occystrap.tario.entry import TIME_RECORDS, ParsedInfo
 from occystrap.tario.reader import checksum
 
-MTIME = 1_700_000_000
 CAPABILITY = bytes.fromhex("0100000200040000000000000000000000000000")  # cap_net_bind_service+ep
 
 
@@ -97,11 +97,6 @@ def header(
     return info.tobuf(fmt, "utf-8", "surrogateescape")  # type: ignore[arg-type]
 
 
-def with_checksum(block: bytes) -> bytes:
-    block = block[:148] + b"        " + block[156:]
-    return block[:148] + b"%06o\0 " % sum(block) + block[156:]
-
-
 def tar_of(*members: tuple[tarfile.TarInfo, bytes], fmt: int = tarfile.PAX_FORMAT) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=fmt, encoding="utf-8") as tf:
@@ -109,14 +104,6 @@ def tar_of(*members: tuple[tarfile.TarInfo, bytes], fmt: int = tarfile.PAX_FORMA
             info.size = len(data) if info.isreg() else 0
             tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
     return buf.getvalue()
-
-
-def member(name: str, kind: bytes = tarfile.REGTYPE, **fields: Any) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mtime = kind, MTIME
-    for key, value in fields.items():
-        setattr(info, key, value)
-    return info
 
 
 def synthetic_members() -> list[tuple[tarfile.TarInfo, bytes]]:
