@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import tarfile
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from occystrap.errors import LimitExceeded, MalformedInput
 from occystrap.filters.base import Filter, LayerView, PassThrough
 from occystrap.filters.normalize_timestamps import NormalizeTimestamps
 from occystrap.filters.options import NormalizeOptions
-from occystrap.tario import iter_entries
+from occystrap.tario import iter_entries, iter_tar_bytes
 from occystrap.tario.encode import pax_block
 from occystrap.tario.entry import MemberRun, TarEntry
 
@@ -249,3 +250,57 @@ def test_a_filter_without_the_attribute_takes_the_entry_path() -> None:
     chain: list[Filter] = [normalize(0), Foreign()]  # type: ignore[list-item]
     assert runs_in(tar, chain) == 0
     assert run_chain(tar, chain) == run_chain(tar, [Entrywise(normalize(0))])
+
+
+class _SmallFilesTar:
+    """A tar of ``count`` 4 KiB members made as it is read (never whole in memory)."""
+
+    def __init__(self, count: int) -> None:
+        head = block_of(member("f"), 4096)
+        self._member = head + b"x" * 4096
+        self._left = count
+        self._tail = bytes(1024)
+        self._buf = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while len(self._buf) < n and (self._left or self._tail):
+            batch = min(self._left, 256)
+            if batch:
+                self._buf += self._member * batch
+                self._left -= batch
+            else:
+                self._buf, self._tail = self._buf + self._tail, b""
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+
+def _peak_of_runs(count: int) -> tuple[int, int]:
+    """Traced peak memory, and members that went in runs, normalizing ``count`` files."""
+    state = ChangeTracker()
+    in_runs = total = 0
+
+    def counted(items: Iterator[TarEntry | MemberRun]) -> Iterator[TarEntry | MemberRun]:
+        nonlocal in_runs
+        for item in items:
+            if isinstance(item, MemberRun):
+                in_runs += item.members
+            yield item
+
+    tracemalloc.start()
+    try:
+        reader = iter_entries(_SmallFilesTar(count))
+        for chunk in iter_tar_bytes(counted(through_chain(reader, [normalize(0)], view(), state))):
+            total += len(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert state.entries_in == count and total == count * (512 + 4096) + 1024
+    return peak, in_runs
+
+
+def test_runs_stream_in_bounded_memory() -> None:
+    """Runs hold at most the reader's buffer: peak memory does not grow with the layer."""
+    small, taken_small = _peak_of_runs(8_000)  # 37 MB
+    big, taken_big = _peak_of_runs(32_000)  # 147 MB
+    assert taken_small > 7_900 and taken_big > 31_500
+    assert big < 16 << 20 and big < small * 1.5 + (1 << 20), (small, big)
