@@ -37,6 +37,13 @@ class Sample:
     pushed: int | None = None  # compressed bytes an image push wrote (registry outputs)
 
 
+#: where our pushes remember which repositories hold a blob; deleted before every run of
+#: ours for the same reason as skopeo's cache (a later round would mount, not upload)
+OURS_LOCATIONS = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "occystrap" / "locations"
+)
+
+
 def clean(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
@@ -79,6 +86,8 @@ def run_tool(job: Job, tool: Tool, ctx: Ctx, timeout: float) -> Sample | None:
     clean(ctx.out)
     if tool == "skopeo":
         clear_skopeo_cache()
+    if tool == "ours":
+        shutil.rmtree(OURS_LOCATIONS, ignore_errors=True)
     wrapped = ["timeout", "-k", "10", str(int(timeout)), *cmd]
     start = time.perf_counter()
     try:

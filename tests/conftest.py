@@ -29,6 +29,16 @@ from lab.tools import OccystrapRunner  # noqa: E402
 from lab.tools import run_occystrap as _run_occystrap  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test gets its own ``$XDG_CACHE_HOME``: what one test's pushes remember (where
+    blobs are, see transports/registry/locations.py) or its downloads keep cannot change
+    another test's outcome."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+
+
 @pytest.fixture(scope="session")
 def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A session-wide scratch directory for lab services and fixture images."""

@@ -893,6 +893,24 @@ def test_upload_mount_and_refused_mount(fake: tuple[FakeRegistry, Server]) -> No
         )
 
 
+@pytest.mark.parametrize("status", [403, 404, 500])
+def test_a_failed_mount_request_falls_back_to_an_upload(
+    fake: tuple[FakeRegistry, Server], status: int
+) -> None:
+    """A mount hint from an earlier run may name a repository we may no longer read, or one
+    that is gone: the push goes on as an upload instead of failing."""
+    app, server = fake
+    data = b"bytes a stale hint points at"
+    digest = Digest.parse(sha(data))
+    app.faults.append(Fault("HEAD", "/v2/dst/blobs/", 404))
+    app.faults.append(Fault("POST", r"/v2/dst/blobs/uploads/\?.*mount=", status, times=99))
+    with client_for(server) as c:
+        result = c.upload_blob("dst", io.BytesIO(data), digest, len(data), mount_from="gone/repo")
+    assert result.outcome == "uploaded" and app.blobs[sha(data)] == data
+    posts = [r.path for r in app.requests("POST")]
+    assert "mount=" in posts[0] and "mount=" not in posts[-1]
+
+
 def test_upload_chunked_honours_min_chunk(fake: tuple[FakeRegistry, Server]) -> None:
     app, server = fake
     data = os.urandom(5 * 300_000 + 17)

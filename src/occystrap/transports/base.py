@@ -79,6 +79,8 @@ class RegistrySettings:
     retries: int = 5
     timeout: float = 60.0
     partial_dir: str | None = None
+    #: where pushes remember which repositories hold each blob ("off": nowhere)
+    locations_dir: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from .credentials import lookup
 from .retry import RetryPolicy
 from .tls import TLSConfig
 
-#: Values of ``RegistrySettings.partial_dir`` that switch cross-run resume off.
+#: Values of ``RegistrySettings.partial_dir`` (or ``locations_dir``) that switch it off.
 NO_PARTIAL = ("", "off", "none")
 
 
@@ -56,8 +56,18 @@ def partial_dir(ctx: RunContext) -> Path | None:
     ``RegistrySettings.partial_dir`` if set, else ``$XDG_CACHE_HOME/occystrap/partial``
     (``~/.cache/occystrap/partial``).
     """
-    chosen = ctx.registry.partial_dir
+    return _cache_dir(ctx.registry.partial_dir, "partial")
+
+
+def locations_dir(ctx: RunContext) -> Path | None:
+    """Where pushes remember which repositories hold each blob (see :mod:`.locations`);
+    None when that is off. ``RegistrySettings.locations_dir`` if set, else
+    ``$XDG_CACHE_HOME/occystrap/locations``."""
+    return _cache_dir(ctx.registry.locations_dir, "locations")
+
+
+def _cache_dir(chosen: str | None, name: str) -> Path | None:
     if chosen is not None:
         return None if chosen.strip().lower() in NO_PARTIAL else Path(chosen)
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "occystrap" / "partial"
+    return Path(cache) / "occystrap" / name

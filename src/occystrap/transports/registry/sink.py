@@ -4,14 +4,15 @@ Layers arrive as stored (``LayerForm.STORED``) and may be pushed from several th
 
 * A layer whose digest is known (copied unchanged) is pushed straight from the stream:
   ``HEAD`` first (present: nothing is sent), a cross-repository mount when the layer's
-  ``origin`` is another repository of this host, else an upload whose requests are streamed
+  ``origin`` is another repository of this host or an earlier push put the blob in one
+  (:mod:`.locations`), else an upload whose requests are streamed
   from the stream as it is read (see :mod:`.upload`), so memory stays flat whatever the
   layer's size. When the bytes are the source's stored blob and the source can open a layer
   twice, bytes that must be re-sent after a failed request are read again from the source
   (``Layer.open``); otherwise the upload keeps one chunk in memory to re-send it.
 * A layer compressed on the fly has no digest until its last byte. It is spooled to a
-  temporary file (``--temp-dir``) while it is hashed, then ``HEAD`` and, only if absent, an
-  upload from the file (one ``PUT`` up to 32 MiB, chunks beyond; restartable after a
+  temporary file (``--temp-dir``) while it is hashed, then ``HEAD`` and, only if absent, a
+  mount from a repository an earlier push put it in, else an upload from the file (one ``PUT`` up to 32 MiB, chunks beyond; restartable after a
   failure). Compression is deterministic, so a rerun of a killed push finds the blobs it
   already sent and transfers nothing twice; streaming instead would re-send them all.
 * ``put_config`` uploads the config (mounted too when the image's layers all came from one
@@ -46,7 +47,8 @@ from ...model.media_types import MediaType
 from ..base import BlobStream, LayerForm, LayerWrite, RunContext, SinkCapabilities
 from ..options import RegistrySinkOptions
 from .client import RegistryClient
-from .connect import open_client
+from .connect import locations_dir, open_client
+from .locations import BlobLocations
 from .reference import RegistryReference
 from .reference import parse as parse_reference
 from .upload import Readable
@@ -63,7 +65,9 @@ def open_sink(target: str, options: RegistrySinkOptions, ctx: RunContext) -> Reg
     except BaseException:
         client.close()
         raise
-    return RegistrySink(client, ref, ctx)
+    locations = BlobLocations(locations_dir(ctx), ref.host)
+    locations.sweep()
+    return RegistrySink(client, ref, ctx, locations)
 
 
 class RegistrySink:
@@ -71,9 +75,16 @@ class RegistrySink:
         layer_form=LayerForm.STORED, thread_safe=True, default_family="docker", holds_index=True
     )
 
-    def __init__(self, client: RegistryClient, ref: RegistryReference, ctx: RunContext) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        ref: RegistryReference,
+        ctx: RunContext,
+        locations: BlobLocations | None = None,
+    ) -> None:
         self.client, self.ref, self.ctx = client, ref, ctx
         self.repo = ref.repository
+        self.locations = locations or BlobLocations(None, ref.host)
         self._lock = threading.Lock()
         self._held: dict[Digest, int] = {}
         self._pending: list[Manifest | Index] = []
@@ -107,7 +118,7 @@ class RegistrySink:
 
     def put_layer(self, blob: BlobStream, info: LayerWrite) -> Descriptor:
         if info.digest is not None:
-            mount = self._mount_source(info.source.origin)
+            mount = self._mount_source(info.source.origin, info.digest)
             with self._lock:
                 asked = info.digest in self._absent
                 self._absent.discard(info.digest)
@@ -125,13 +136,18 @@ class RegistrySink:
         else:
             with spool(blob, self.ctx.temp_dir) as spooled:
                 result = self.client.upload_blob(
-                    self.repo, spooled.open, spooled.digest, spooled.size
+                    self.repo,
+                    spooled.open,
+                    spooled.digest,
+                    spooled.size,
+                    mount_from=self.locations.where(spooled.digest, besides=self.repo),
                 )
             digest, size = spooled.digest, spooled.size
         if result.outcome == "uploaded":
             self.ctx.stats.add(bytes_written=size)
         log.info("layer %d %s: %s", info.index, digest, result.outcome)
         self._remember(digest, size)
+        self.locations.note(digest, self.repo)
         return Descriptor(info.media_type, digest, size)
 
     def put_config(self, config: ImageConfig) -> Descriptor:
@@ -142,9 +158,10 @@ class RegistrySink:
             io.BytesIO(config.raw),
             config.digest,
             config.size,
-            mount_from=self._mount_source(origin),
+            mount_from=self._mount_source(origin, config.digest),
         )
         self._remember(config.digest, config.size)
+        self.locations.note(config.digest, self.repo)
         return Descriptor(MediaType.OCI_CONFIG, config.digest, config.size)
 
     def _reopener(self, info: LayerWrite) -> Callable[[], Readable] | None:
@@ -155,12 +172,14 @@ class RegistrySink:
             return None
         return lambda: _Opened(layer.open())
 
-    def _mount_source(self, origin: str | None) -> str | None:
-        """The repository of this registry a blob from ``origin`` can be mounted from."""
-        if not origin or "/" not in origin:
-            return None
-        host, repository = origin.split("/", 1)
-        return repository if host == self.client.host and repository != self.repo else None
+    def _mount_source(self, origin: str | None, digest: Digest) -> str | None:
+        """The repository of this registry ``digest`` can be mounted from: where it came
+        from (``origin``) when that is here, else where an earlier push put it."""
+        if origin and "/" in origin:
+            host, repository = origin.split("/", 1)
+            if host == self.client.host and repository != self.repo:
+                return repository
+        return self.locations.where(digest, besides=self.repo)
 
     def _remember(self, digest: Digest, size: int) -> int:
         with self._lock:

@@ -169,15 +169,31 @@ class Uploader:
 
     def _start(self, digest: Digest | None, mount: str | None, scopes: tuple[str, ...]) -> int:
         url = httpx.URL(f"{self.client.base_url}/v2/{self.repository}/blobs/uploads/")
+        response = None
         if mount and digest is not None:
-            url = url.copy_merge_params({"mount": str(digest), "from": mount})
-        response = self.client.request("POST", url, scopes=scopes, what=self.what, content=b"")
-        if response.status_code == 201 and mount:
-            return 0
+            mounting = url.copy_merge_params({"mount": str(digest), "from": mount})
+            try:
+                response = self.client.request(
+                    "POST", mounting, scopes=scopes, what=self.what, content=b""
+                )
+            except OccystrapError as e:  # e.g. no pull access there (any more): upload
+                log.info("%s: mount from %s failed (%s); uploading", self.what, mount, e)
+            else:
+                if response.status_code == 201:
+                    return 0
+                if response.status_code == 202:
+                    log.debug("%s: mount from %s refused; uploading", self.what, mount)
+                else:
+                    log.info(
+                        "%s: mount from %s answered %d; uploading",
+                        self.what, mount, response.status_code,
+                    )  # fmt: skip
+                    response.close()
+                    response = None
+        if response is None:
+            response = self.client.request("POST", url, scopes=scopes, what=self.what, content=b"")
         if response.status_code != 202 or not response.headers.get("location"):
             self.client.fail(response, self.what, self.repository)
-        if mount:
-            log.debug("%s: mount from %s refused; uploading", self.what, mount)
         self._moved(response)
         minimum = response.headers.get("oci-chunk-min-length", "")
         return int(minimum) if minimum.isdigit() else 0
