@@ -83,12 +83,12 @@ def through_chain(
     for f in chain:
         entries = f.process(entries, view)
     out = tracker.watch_out(entries)
-    edits = [getattr(f, "header_edit", None) for f in chain]  # optional for filters from elsewhere
-    last = edits[-1] if edits else None
-    if last is None or None in edits:
+    # optional for filters from elsewhere; the last one's mtime is the one that stays
+    mtimes = [edit.mtime for f in chain if (edit := getattr(f, "header_edit", None))]
+    if not chain or len(mtimes) != len(chain):
         yield from out
         return
-    mtime = last.mtime
+    mtime = mtimes[-1]
     while True:
         if tracker.entries_in == tracker.entries_out:
             run = reader.simple_run(mtime)

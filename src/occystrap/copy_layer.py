@@ -238,15 +238,15 @@ class LayerCopier:
         with ExitStack() as stack:
             opened = self._open_verified(layer, stack)
             stream = IterReader(stack.enter_context(Stage(chunks_of(opened), "layer-read")))
-            d = layer.descriptor
+            digest = layer.stored_digest
             # the source verifies the stored bytes against their descriptor as they stream
-            blob = KnownBlob(stream, d.digest) if d is not None else HashingReader(stream)
+            blob = KnownBlob(stream, digest) if digest is not None else HashingReader(stream)
             media_type = self._media_type_for(layer)
             info = LayerWrite(
                 layer.index,
                 media_type,
-                d.digest if d else None,
-                d.size if d else None,
+                layer.stored_digest,
+                layer.stored_size,
                 layer.diff_id,
                 layer,
             )
@@ -431,14 +431,13 @@ class LayerCopier:
         return layer.media_type
 
     def _view(self, layer: Layer) -> LayerView:
-        d = layer.descriptor
         created_by = (layer.history or {}).get("created_by")
         return LayerView(
             layer.index,
             len(self.image.layers),
-            d.digest if d else None,
+            layer.stored_digest,
             layer.diff_id,
-            d.size if d else None,
+            layer.stored_size,
             layer.media_type,
             created_by if isinstance(created_by, str) else None,
             temp_dir=self.ctx.temp_dir,
@@ -448,9 +447,8 @@ class LayerCopier:
         """The sink holds this layer, so its turn will not read it (filters aside)."""
         if self.chain:
             return False  # filters read every layer
-        d = layer.descriptor
         if self.form is LayerForm.STORED and not self._must_compress(layer):
-            key = d.digest if d is not None else None
+            key = layer.stored_digest
         elif self.form is LayerForm.UNCOMPRESSED:
             key = layer.diff_id
         else:

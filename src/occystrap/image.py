@@ -51,6 +51,16 @@ class Layer:
         return self.opener()
 
     @property
+    def stored_digest(self) -> Digest | None:
+        """The digest of the stored bytes, when the source knows it."""
+        return self.descriptor.digest if self.descriptor is not None else None
+
+    @property
+    def stored_size(self) -> int | None:
+        """The size of the stored bytes, when the source knows it."""
+        return self.descriptor.size if self.descriptor is not None else None
+
+    @property
     def label(self) -> str:
         if self.descriptor is not None:
             return str(self.descriptor.digest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_only_http_transports_want_the_reads(args: list[str], expected: bool) ->
 
 
 def test_the_cli_applies_the_reads_only_when_wanted(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from occystrap.cli import main
 

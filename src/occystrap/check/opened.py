@@ -64,12 +64,11 @@ def check_opened(uri: str, ctx: RunContext, report: Report, full: bool) -> None:
             report.add("not-checked", NOT_READ)
             return
         for layer, media_type in zip(image.layers, media_types, strict=False):
-            d = layer.descriptor
             expect = LayerExpect(
                 layer.index,
                 media_type,
-                d.digest if d else None,
-                d.size if d else None,
+                layer.stored_digest,
+                layer.stored_size,
                 layer.diff_id,
                 f"layer {layer.index} ({layer.label})",
             )

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from ...errors import InvalidReference
+from ...blobio.spool import atomic_write
+from ...errors import InvalidReference, OutputError
 from ...model.digest import Digest
 from .reference import validate_repository
 
@@ -86,15 +87,13 @@ class BlobLocations:
                 os.close(fd)
             if size > MAX_FILE:
                 self._shorten(path)
-        except OSError as e:
-            log.debug("cannot note where %s is: %s", digest, e.strerror or e)
+        except (OSError, OutputError) as e:
+            log.debug("cannot note where %s is: %s", digest, e)
 
     def _shorten(self, path: Path) -> None:
         names = list(dict.fromkeys(reversed(path.read_text("utf-8", "replace").splitlines())))
-        kept = "".join(f"{n}\n" for n in reversed(names[:KEEP]))
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        tmp.write_text(kept, "utf-8")
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            f.write("".join(f"{n}\n" for n in reversed(names[:KEEP])).encode())
 
     def sweep(self) -> None:
         """Remove this registry's files untouched for MAX_AGE."""

@@ -171,25 +171,9 @@ class Uploader:
         url = httpx.URL(f"{self.client.base_url}/v2/{self.repository}/blobs/uploads/")
         response = None
         if mount and digest is not None:
-            mounting = url.copy_merge_params({"mount": str(digest), "from": mount})
-            try:
-                response = self.client.request(
-                    "POST", mounting, scopes=scopes, what=self.what, content=b""
-                )
-            except OccystrapError as e:  # e.g. no pull access there (any more): upload
-                log.info("%s: mount from %s failed (%s); uploading", self.what, mount, e)
-            else:
-                if response.status_code == 201:
-                    return 0
-                if response.status_code == 202:
-                    log.debug("%s: mount from %s refused; uploading", self.what, mount)
-                else:
-                    log.info(
-                        "%s: mount from %s answered %d; uploading",
-                        self.what, mount, response.status_code,
-                    )  # fmt: skip
-                    response.close()
-                    response = None
+            response = self._mount(url, digest, mount, scopes)
+            if response is not None and response.status_code == 201:
+                return 0
         if response is None:
             response = self.client.request("POST", url, scopes=scopes, what=self.what, content=b"")
         if response.status_code != 202 or not response.headers.get("location"):
@@ -197,6 +181,28 @@ class Uploader:
         self._moved(response)
         minimum = response.headers.get("oci-chunk-min-length", "")
         return int(minimum) if minimum.isdigit() else 0
+
+    def _mount(
+        self, url: httpx.URL, digest: Digest, mount: str, scopes: tuple[str, ...]
+    ) -> httpx.Response | None:
+        """POST asking to mount ``digest`` from ``mount``: the response when it is 201
+        (mounted) or 202 (refused, an upload session opened instead), else None, and the
+        caller opens a plain session (the hint may name a repository gone or unreadable)."""
+        asking = url.copy_merge_params({"mount": str(digest), "from": mount})
+        try:
+            response = self.client.request(
+                "POST", asking, scopes=scopes, what=self.what, content=b""
+            )
+        except OccystrapError as e:
+            log.info("%s: mount from %s failed (%s); uploading", self.what, mount, e)
+            return None
+        if response.status_code in (201, 202):
+            if response.status_code == 202:
+                log.debug("%s: mount from %s refused; uploading", self.what, mount)
+            return response
+        log.info("%s: mount from %s answered %d; uploading", self.what, mount, response.status_code)
+        response.close()
+        return None
 
     def _chunked(
         self,
