@@ -52,6 +52,7 @@ from occystrap.transports.registry import (
     RegistryReference,
     RetryPolicy,
     TLSConfig,
+    body,
 )
 from occystrap.transports.registry import parse as parse_ref
 from occystrap.transports.registry.retry import retry_after
@@ -701,7 +702,16 @@ def test_connection_refused_becomes_transport_error() -> None:
 # ---- blobs: download -----------------------------------------------------------------------------
 
 
-def test_blob_streams_and_verifies(fake: tuple[FakeRegistry, Server]) -> None:
+@pytest.fixture(params=["pooled", "direct"])
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a blob body is read: through httpx, and straight from the socket (bodies
+    of ``body.DIRECT_MIN`` bytes and more; lowered here to take these small blobs)."""
+    if request.param == "direct":
+        monkeypatch.setattr(body, "DIRECT_MIN", 0)
+    return str(request.param)
+
+
+def test_blob_streams_and_verifies(fake: tuple[FakeRegistry, Server], read_path: str) -> None:
     app, server = fake
     data = os.urandom(3 << 20)
     digest = put_blob(app, data)
@@ -712,7 +722,9 @@ def test_blob_streams_and_verifies(fake: tuple[FakeRegistry, Server]) -> None:
     assert app.requests("GET", "/blobs/")[0].headers["accept-encoding"] == "identity"
 
 
-def test_blob_resumes_with_range_after_drop(fake: tuple[FakeRegistry, Server]) -> None:
+def test_blob_resumes_with_range_after_drop(
+    fake: tuple[FakeRegistry, Server], read_path: str
+) -> None:
     app, server = fake
     data = os.urandom(3 << 20)
     digest = put_blob(app, data)
@@ -727,7 +739,7 @@ def test_blob_resumes_with_range_after_drop(fake: tuple[FakeRegistry, Server]) -
     assert 0 < resumed_at <= app.drop_blob_at
 
 
-def test_blob_resumes_after_read_timeout(fake: tuple[FakeRegistry, Server]) -> None:
+def test_blob_resumes_after_read_timeout(fake: tuple[FakeRegistry, Server], read_path: str) -> None:
     app, server = fake
     data = os.urandom(2 << 20)
     digest = put_blob(app, data)
@@ -736,7 +748,9 @@ def test_blob_resumes_after_read_timeout(fake: tuple[FakeRegistry, Server]) -> N
         assert b"".join(reader.chunks()) == data and reader.resumes == 1
 
 
-def test_blob_resume_when_server_ignores_range(fake: tuple[FakeRegistry, Server]) -> None:
+def test_blob_resume_when_server_ignores_range(
+    fake: tuple[FakeRegistry, Server], read_path: str
+) -> None:
     app, server = fake
     data = os.urandom(2 << 20)
     digest = put_blob(app, data)
@@ -745,7 +759,7 @@ def test_blob_resume_when_server_ignores_range(fake: tuple[FakeRegistry, Server]
         assert b"".join(reader.chunks()) == data and reader.resumes == 1
 
 
-def test_corrupted_blob_names_the_blob(fake: tuple[FakeRegistry, Server]) -> None:
+def test_corrupted_blob_names_the_blob(fake: tuple[FakeRegistry, Server], read_path: str) -> None:
     app, server = fake
     data = os.urandom(1000)
     digest = put_blob(app, data)

@@ -2,13 +2,15 @@
 
 httpcore's HTTP/1.1 connection asks the socket for at most 64 KiB per read
 (``HTTP11Connection.READ_NUM_BYTES``), and every read is parsed by h11 and handed up
-through httpx in Python: 5,400 rounds for the benchmark corpus's 353 MB of layers. Reads
-of up to 1 MiB take whatever the socket holds in one round. A pull into an OCI layout,
-which does little else, went from 0.86-1.02 s to 0.65-0.83 s in-process, a pull into a
-docker-save tarball from 1.58-1.77 s to 1.53-1.55 s (docs/performance.md). Over TLS a
-read still returns at most one TLS record, so the gain there is smaller; nothing else
-changes. Applied only when the command names a transport that talks HTTP, so other runs
-never import httpcore.
+through httpx in Python. Reads of up to 1 MiB take whatever the socket holds in one round.
+When this was added, a pull into an OCI layout went from 0.86-1.02 s to 0.65-0.83 s
+in-process (docs/performance.md). Registry blobs of 8 MiB and more no longer pass through
+h11 at all (:mod:`occystrap.transports.registry.body` reads them straight from the socket),
+and for them this setting changes nothing measurable now. It still sets the read size of
+everything else that h11 parses: the first read of each response, smaller blobs, and
+chunked bodies such as a daemon's image export. Over TLS a read returns at most one TLS
+record, so the gain there is smaller. Applied only when the command names a transport that
+talks HTTP, so other runs never import httpcore.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from ...errors import (
     UnsupportedFormat,
 )
 from ...model.digest import Digest, Hasher
+from . import body
 from . import retry as retrying
 from .auth import repository_scope
 from .credentials import RedactingFilter
@@ -106,7 +107,7 @@ class BlobReader(io.RawIOBase):
         else:
             self.client.fail(response, self.what, self.repository, BlobNotFound)
         self._response = response
-        self._chunks = response.iter_bytes()  # as it arrives: a drop loses nothing received
+        self._chunks = body.chunks(response)  # as it arrives: a drop loses nothing received
 
     def _next_chunk(self) -> bytes | None:
         """Exactly 1 MiB (less only at the end or before a drop, whose bytes are delivered
