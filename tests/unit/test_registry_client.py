@@ -703,12 +703,23 @@ def test_connection_refused_becomes_transport_error() -> None:
 
 
 @pytest.fixture(params=["pooled", "direct"])
-def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Both ways a blob body is read: through httpx, and straight from the socket (bodies
     of ``body.DIRECT_MIN`` bytes and more; lowered here to take these small blobs)."""
-    if request.param == "direct":
-        monkeypatch.setattr(body, "DIRECT_MIN", 0)
-    return str(request.param)
+    if request.param == "pooled":
+        yield "pooled"
+        return
+    direct = body._direct
+    calls: list[int] = []
+
+    def counted(*args: Any) -> Iterator[bytes]:
+        calls.append(1)
+        return direct(*args)
+
+    monkeypatch.setattr(body, "DIRECT_MIN", 0)
+    monkeypatch.setattr(body, "_direct", counted)
+    yield "direct"
+    assert calls, "no blob body was read straight from the socket"
 
 
 def test_blob_streams_and_verifies(fake: tuple[FakeRegistry, Server], read_path: str) -> None:

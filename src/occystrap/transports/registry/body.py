@@ -7,7 +7,7 @@ of known length on an HTTP/1.x connection, :func:`chunks` takes what h11 already
 first ``Data`` event takes everything buffered), then reads the rest with ``recv_into``
 straight into one 1 MiB buffer and hands each full buffer on as ``bytes``: two copies.
 On the benchmark corpus (353 MB of layers) a pull into an OCI layout went from
-0.68-0.74 s to 0.57-0.61 s (docs/performance.md).
+0.68-0.74 s to 0.52-0.54 s (docs/performance.md).
 
 h11 never sees the end of such a body, so its connection is not reused: closing the response
 closes it. That costs a new connection per large blob, which is why only bodies of at least
