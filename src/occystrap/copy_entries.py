@@ -42,6 +42,14 @@ class ChangeTracker:
                 self.reencoded = True
             yield entry
 
+    def passed(self, run: MemberRun) -> MemberRun:
+        """``run`` went by the chain: its members count as in and out, edited ones as
+        re-encoded."""
+        self.entries_in += run.members
+        self.entries_out += run.members
+        self.reencoded = self.reencoded or run.changed > 0
+        return run
+
     @property
     def changed(self) -> bool:
         return self.reencoded or self.entries_in != self.entries_out
@@ -93,10 +101,7 @@ def through_chain(
         if tracker.entries_in == tracker.entries_out:
             run = reader.simple_run(mtime)
             if run is not None:
-                tracker.entries_in += run.members
-                tracker.entries_out += run.members
-                tracker.reencoded = tracker.reencoded or run.changed > 0
-                yield run
+                yield tracker.passed(run)
         entry = next(out, None)
         if entry is None:
             return

@@ -198,32 +198,27 @@ def iter_tar_bytes(
         if isinstance(entry, MemberRun):
             parts += entry.pieces
             have += entry.size
-            if have >= CHUNK:
-                total += have
-                yield b"".join(parts)
-                parts.clear()
-                have = 0
-            continue
-        size = core.header(entry)
-        parts.append(bytes(headers))
-        have += len(headers)
-        headers.clear()
-        if size:
-            if size <= CHUNK:
-                parts.append(_small_body(entry, size))
-                have += size
-            else:
-                if parts:
-                    total += have
-                    yield b"".join(parts)
-                    parts.clear()
-                    have = 0
-                for chunk in _chunks(entry, size):
-                    total += len(chunk)
-                    yield chunk
-            if pad := PAD[-size % BLOCK]:
-                parts.append(pad)
-                have += len(pad)
+        else:
+            size = core.header(entry)
+            parts.append(bytes(headers))
+            have += len(headers)
+            headers.clear()
+            if size:
+                if size <= CHUNK:
+                    parts.append(_small_body(entry, size))
+                    have += size
+                else:
+                    if parts:
+                        total += have
+                        yield b"".join(parts)
+                        parts.clear()
+                        have = 0
+                    for chunk in _chunks(entry, size):
+                        total += len(chunk)
+                        yield chunk
+                if pad := PAD[-size % BLOCK]:
+                    parts.append(pad)
+                    have += len(pad)
         if have >= CHUNK:
             total += have
             yield b"".join(parts)

@@ -78,8 +78,7 @@ def _socket(response: httpx.Response) -> socket.socket | None:
 def _direct(
     response: httpx.Response, sock: socket.socket, length: int, chunk: int
 ) -> Iterator[bytes]:
-    buffer = bytearray(chunk)
-    view = memoryview(buffer)
+    view = memoryview(bytearray(chunk))
     raw = response.iter_raw()  # kept open: closing it would close the connection
     first = memoryview(next(raw, b""))
     received = len(first)  # body bytes taken from the connection so far
@@ -88,11 +87,13 @@ def _direct(
         first = first[chunk:]
     filled = len(first)  # bytes in the buffer, not yet handed on
     view[:filled] = first
-    timeout = response.request.extensions.get("timeout", {}).get("read")
+    try:
+        sock.settimeout(response.request.extensions.get("timeout", {}).get("read"))
+    except OSError as e:
+        raise _transport_error(e, response.request) from e
     while True:
         want = min(chunk, filled + length - received)
         try:
-            sock.settimeout(timeout)
             while filled < want:
                 n = sock.recv_into(view[filled:want])
                 if not n:

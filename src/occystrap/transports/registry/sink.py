@@ -13,8 +13,9 @@ Layers arrive as stored (``LayerForm.STORED``) and may be pushed from several th
 * A layer compressed on the fly has no digest until its last byte. It is spooled to a
   temporary file (``--temp-dir``) while it is hashed, then ``HEAD`` and, only if absent, a
   mount from a repository an earlier push put it in, else an upload from the file (one
-  ``PUT`` up to 32 MiB, chunks beyond; restartable after a failure). Compression is deterministic, so a rerun of a killed push finds the blobs it
-  already sent and transfers nothing twice; streaming instead would re-send them all.
+  ``PUT`` up to 32 MiB, chunks beyond; restartable after a failure). Compression is
+  deterministic, so a rerun of a killed push finds the blobs it already sent and transfers
+  nothing twice; streaming instead would re-send them all.
 * ``put_config`` uploads the config (mounted too when the image's layers all came from one
   repository of this host and it is unchanged); ``put_manifest`` only records it. ``commit``
   pushes the exact bytes with ``Content-Type`` = their media type to the tag (or to the digest
