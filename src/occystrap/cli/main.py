@@ -24,7 +24,7 @@ from ..errors import InvalidOption, OccystrapError
 from ..events import Stats
 from ..model.descriptor import Platform
 from ..transports.base import RegistrySettings, RunContext
-from . import allocator, httpreads
+from . import allocator, collector, httpreads
 from . import help as helptext
 from .cache import cache
 from .report import CliReporter, summary_line
@@ -403,6 +403,7 @@ def _without_httpx_cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     _without_httpx_cli()
     allocator.tune()
+    collector.tune()
     try:
         args = _tls_verify_value(sys.argv[1:] if argv is None else argv)
         if httpreads.wanted(args):
