@@ -24,7 +24,7 @@ from ..errors import InvalidOption, OccystrapError
 from ..events import Stats
 from ..model.descriptor import Platform
 from ..transports.base import RegistrySettings, RunContext
-from . import allocator, collector, httpreads
+from . import allocator, collector
 from . import help as helptext
 from .cache import cache
 from .report import CliReporter, summary_line
@@ -406,8 +406,6 @@ def main(argv: list[str] | None = None) -> None:
     collector.tune()
     try:
         args = _tls_verify_value(sys.argv[1:] if argv is None else argv)
-        if httpreads.wanted(args):
-            httpreads.tune()
         try:
             # Not cli.main(): it echoes a blank line on Ctrl-C before re-raising.
             with cli.make_context("occystrap", args) as ctx:

@@ -25,7 +25,6 @@ TRANSPORTS: tuple[Transport, ...] = (
         sink_factory="occystrap.transports.registry.sink:open_sink",
         source_example="registry://docker.io/library/busybox:latest",
         sink_example="registry://127.0.0.1:5000/team/app:v1?insecure=true",
-        network=True,
     ),
     Transport(
         "docker",
@@ -36,7 +35,6 @@ TRANSPORTS: tuple[Transport, ...] = (
         sink_factory="occystrap.transports.daemon.sink:open_sink",
         source_example="docker://busybox:latest?socket=/run/podman/podman.sock",
         sink_example="docker://team/app:v1",
-        network=True,
     ),
     Transport(
         "tar",

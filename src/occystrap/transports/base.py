@@ -177,5 +177,3 @@ class Transport:
     sink_factory: str | None = None
     source_example: str | None = None
     sink_example: str | None = None
-    #: reaches its images over HTTP (a registry, a daemon's Engine API)
-    network: bool = False
