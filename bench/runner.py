@@ -18,6 +18,9 @@ from pathlib import Path
 
 from tests.lab.rss import measure
 
+from occystrap.transports.base import RunContext
+from occystrap.transports.registry.connect import locations_dir
+
 from .jobs import Ctx, Job, Tool, check, command
 
 #: skopeo's blob-info cache (root; c/image 5.23 has no flag or variable to move it). With
@@ -37,11 +40,10 @@ class Sample:
     pushed: int | None = None  # compressed bytes an image push wrote (registry outputs)
 
 
-#: where our pushes remember which repositories hold a blob; deleted before every run of
-#: ours for the same reason as skopeo's cache (a later round would mount, not upload)
-OURS_LOCATIONS = (
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "occystrap" / "locations"
-)
+#: where our pushes remember which repositories hold a blob (the default a run uses);
+#: deleted before every run of ours for the same reason as skopeo's cache (a later round
+#: would mount, not upload)
+OURS_LOCATIONS = locations_dir(RunContext())
 
 
 def clean(path: Path) -> None:
@@ -87,7 +89,8 @@ def run_tool(job: Job, tool: Tool, ctx: Ctx, timeout: float) -> Sample | None:
     if tool == "skopeo":
         clear_skopeo_cache()
     if tool == "ours":
-        shutil.rmtree(OURS_LOCATIONS, ignore_errors=True)
+        if OURS_LOCATIONS is not None:
+            shutil.rmtree(OURS_LOCATIONS, ignore_errors=True)
     wrapped = ["timeout", "-k", "10", str(int(timeout)), *cmd]
     start = time.perf_counter()
     try:

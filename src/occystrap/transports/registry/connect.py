@@ -18,8 +18,8 @@ from .credentials import lookup
 from .retry import RetryPolicy
 from .tls import TLSConfig
 
-#: Values of ``RegistrySettings.partial_dir`` (or ``locations_dir``) that switch it off.
-NO_PARTIAL = ("", "off", "none")
+#: Values of ``RegistrySettings.partial_dir`` or ``locations_dir`` that switch it off.
+SWITCHED_OFF = ("", "off", "none")
 
 
 def open_client(
@@ -68,6 +68,6 @@ def locations_dir(ctx: RunContext) -> Path | None:
 
 def _cache_dir(chosen: str | None, name: str) -> Path | None:
     if chosen is not None:
-        return None if chosen.strip().lower() in NO_PARTIAL else Path(chosen)
+        return None if chosen.strip().lower() in SWITCHED_OFF else Path(chosen)
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "occystrap" / name
