@@ -826,45 +826,6 @@ def test_redirect_to_other_host_drops_authorization(fake: tuple[FakeRegistry, Se
     assert app.requests("GET", "/blobs/")[-1].headers["authorization"].startswith("Basic ")
 
 
-def test_download_resumes_across_clients(fake: tuple[FakeRegistry, Server], tmp_path: Path) -> None:
-    app, server = fake
-    data = os.urandom(3 << 20)
-    digest = put_blob(app, data)
-    app.drop_blob_at = 2 << 20
-    dest, partials = tmp_path / "blob", tmp_path / "partials"
-    once = RetryPolicy(attempts=1)
-    with client_for(server, retry=once) as c, pytest.raises(TransportError):
-        c.download_blob_to("a", digest, len(data), dest, partials)
-    sidecar = partials / f"sha256-{digest.encoded}.partial.json"
-    offset = json.loads(sidecar.read_text())["offset"]
-    assert 0 < offset <= 2 << 20 and not dest.exists()
-    with client_for(server) as c:
-        assert c.download_blob_to("a", digest, len(data), dest, partials) == len(data)
-        assert c.stats.bytes_downloaded == len(data) - offset
-    assert dest.read_bytes() == data
-    assert app.requests("GET", "/blobs/")[-1].headers["range"] == f"bytes={offset}-"
-    assert list(partials.iterdir()) == []
-
-
-def test_download_with_corrupt_partial_is_discarded(
-    fake: tuple[FakeRegistry, Server], tmp_path: Path
-) -> None:
-    app, server = fake
-    data = os.urandom(100_000)
-    digest = put_blob(app, data)
-    stem = tmp_path / f"sha256-{digest.encoded}"
-    Path(f"{stem}.partial").write_bytes(b"Z" * 5000)
-    Path(f"{stem}.partial.json").write_text(
-        json.dumps({"digest": str(digest), "size": len(data), "offset": 5000})
-    )
-    with client_for(server) as c, pytest.raises(DigestMismatch):
-        c.download_blob_to("a", digest, len(data), tmp_path / "out", tmp_path)
-    assert not Path(f"{stem}.partial").exists()
-    with client_for(server) as c:
-        c.download_blob_to("a", digest, len(data), tmp_path / "out", tmp_path)
-    assert (tmp_path / "out").read_bytes() == data
-
-
 # ---- blobs: upload --------------------------------------------------------------------------------
 
 
@@ -1279,8 +1240,8 @@ def test_real_registry_push_mount_pull(plain_registry: Any, tmp_path: Path) -> N
         assert c.list_tags("dst/app") == ["v1"]
         with c.open_blob("dst/app", d_big, len(big)) as reader:
             assert hashlib.sha256(b"".join(reader.chunks())).hexdigest() == d_big.encoded
-        assert c.download_blob_to("dst/app", d_small, len(small), tmp_path / "small") == len(small)
-        assert (tmp_path / "small").read_bytes() == small
+        with c.open_blob("dst/app", d_small, len(small)) as reader:
+            assert reader.read() == small
         with pytest.raises(ImageNotFound):
             c.get_manifest("dst/app", "nope")
         with pytest.raises(RegistryError) as info:

@@ -1,31 +1,26 @@
-"""Blob downloads: a verifying reader that resumes with ``Range``, and resumable files.
+"""Blob downloads: a verifying reader that resumes with ``Range``.
 
 :class:`BlobReader` streams one blob in 1 MiB chunks, counts and hashes it, and at EOF checks
 the size, then the digest (:class:`SizeMismatch` / :class:`DigestMismatch` naming the blob).
 When the connection drops or times out mid-body it asks again with ``Range: bytes=N-``
 (bounded by the retry policy's attempts without progress); a ``206`` must start at ``N``, a
-``200`` (Range ignored) has its first ``N`` bytes skipped. :func:`download_to` writes a blob
-to a file through a ``.partial`` file plus an offset sidecar so that a later run can resume.
+``200`` (Range ignored) has its first ``N`` bytes skipped. Resuming across runs is
+:mod:`.fetch`'s job (the partial files of :mod:`.blobcache`).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
-import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ...errors import (
     BlobNotFound,
     DigestMismatch,
-    IntegrityError,
-    OutputError,
     RegistryError,
     SizeMismatch,
     TransportError,
@@ -44,7 +39,6 @@ log = logging.getLogger(__name__)
 log.addFilter(RedactingFilter())
 
 CHUNK = 1 << 20
-SYNC_EVERY = 64 << 20
 
 
 class BlobReader(io.RawIOBase):
@@ -218,127 +212,9 @@ class BlobReader(io.RawIOBase):
         super().close()
 
 
-def download_to(
-    client: RegistryClient,
-    repository: str,
-    digest: Digest,
-    size: int | None,
-    dest_path: str | os.PathLike[str],
-    partial_dir: str | os.PathLike[str] | None = None,
-) -> int:
-    """Download a blob to ``dest_path`` (atomically, verified), resuming an earlier attempt.
-
-    Progress lives in ``PARTIAL_DIR/ALG-HEX.partial`` and the sidecar ``….partial.json``
-    (``{"digest", "size", "offset"}``, written after an fsync every 64 MiB and on failure).
-    On resume the first ``offset`` bytes are re-hashed from disk, then the rest is fetched
-    with ``Range``. A digest mismatch deletes the partial file.
-    """
-    dest = Path(dest_path)
-    pdir = Path(partial_dir) if partial_dir is not None else dest.parent
-    stem = f"{digest.algorithm}-{digest.encoded}"
-    partial, sidecar = pdir / f"{stem}.partial", pdir / f"{stem}.partial.json"
-    try:
-        pdir.mkdir(parents=True, exist_ok=True)
-        offset = _resume_offset(partial, sidecar, digest, size)
-        hasher = Hasher(digest.algorithm)
-        with open(partial, "r+b" if offset else "wb") as f:
-            if offset:
-                _rehash(f, offset, hasher)
-                log.info("resuming blob %s at byte %d", digest, offset)
-            try:
-                total = _fill(client, f, repository, digest, size, offset, hasher, sidecar)
-            except IntegrityError:
-                f.close()
-                _remove(partial, sidecar)
-                raise
-            except BaseException:
-                _save_offset(f, sidecar, digest, size)
-                raise
-        os.replace(partial, dest)
-        _remove(sidecar)
-    except OSError as e:
-        raise OutputError(
-            f"cannot write blob {digest.short} to {dest}: {e.strerror or e}"
-        ) from None
-    return total
-
-
-def _fill(
-    client: RegistryClient,
-    f: IO[bytes],
-    repository: str,
-    digest: Digest,
-    size: int | None,
-    offset: int,
-    hasher: Hasher,
-    sidecar: Path,
-) -> int:
-    what = f"blob {client.host}/{repository}@{digest}"
-    if size is not None and offset == size:
-        _check(what, digest, size, hasher)
-    else:
-        with BlobReader(client, repository, digest, size, start=offset, hasher=hasher) as reader:
-            synced = offset
-            for chunk in reader.chunks():
-                f.write(chunk)
-                if reader.position - synced >= SYNC_EVERY:
-                    _save_offset(f, sidecar, digest, size)
-                    synced = reader.position
-    f.flush()
-    os.fsync(f.fileno())
-    return hasher.size
-
-
 def _check(what: str, expected: Digest, size: int | None, hasher: Hasher) -> None:
     if size is not None and hasher.size != size:
         raise SizeMismatch(what, size, hasher.size)
     actual = hasher.digest()
     if actual != expected:
         raise DigestMismatch(what, str(expected), str(actual))
-
-
-def _resume_offset(partial: Path, sidecar: Path, digest: Digest, size: int | None) -> int:
-    try:
-        state = json.loads(sidecar.read_text(encoding="utf-8"))
-        offset = int(state["offset"])
-        ok = state.get("digest") == str(digest) and 0 <= offset <= partial.stat().st_size
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return 0
-    if not ok or (size is not None and offset > size):
-        return 0
-    return offset
-
-
-def _rehash(f: IO[bytes], offset: int, hasher: Hasher) -> None:
-    f.truncate(offset)
-    f.seek(0)
-    left = offset
-    while left:
-        chunk = f.read(min(CHUNK, left))
-        if not chunk:
-            raise OSError("partial file shrank while resuming")
-        hasher.update(chunk)
-        left -= len(chunk)
-    f.seek(offset)
-
-
-def _save_offset(f: IO[bytes], sidecar: Path, digest: Digest, size: int | None) -> None:
-    try:
-        f.flush()
-        os.fsync(f.fileno())
-        offset = f.tell()
-        tmp = sidecar.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"digest": str(digest), "size": size, "offset": offset}), encoding="utf-8"
-        )
-        os.replace(tmp, sidecar)
-    except (OSError, ValueError) as e:
-        log.warning("cannot record download progress in %s: %s", sidecar, e)
-
-
-def _remove(*paths: Path) -> None:
-    for path in paths:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass

@@ -9,7 +9,6 @@ Manifests are read whole but capped (4 MiB), and their digests checked against
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
 from typing import NamedTuple
@@ -27,7 +26,7 @@ from ...model.digest import Digest
 from ...model.media_types import ACCEPT_MANIFESTS, SCHEMA1_TYPES, MediaType
 from . import retry as retrying
 from .auth import repository_scope
-from .blobs import BlobReader, download_to
+from .blobs import BlobReader
 from .session import (
     ERROR_BODY_MAX,
     MANIFEST_MAX,
@@ -235,17 +234,6 @@ class RegistryClient(RegistrySession):
     def open_blob(self, repository: str, digest: Digest, size: int | None = None) -> BlobReader:
         """A verifying, resuming reader of one blob; raises BlobNotFound when absent."""
         return BlobReader(self, repository, digest, size)
-
-    def download_blob_to(
-        self,
-        repository: str,
-        digest: Digest,
-        size: int | None,
-        dest_path: str | os.PathLike[str],
-        partial_dir: str | os.PathLike[str] | None = None,
-    ) -> int:
-        """Download a verified blob to ``dest_path``, resuming an earlier run (see :func:`.blobs.download_to`)."""
-        return download_to(self, repository, digest, size, dest_path, partial_dir)
 
     def upload_blob(
         self,
