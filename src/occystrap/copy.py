@@ -50,7 +50,7 @@ class _Engine(LayerCopier):
 
     def run(self) -> CopyResult:
         image, sink = self.image, self.sink
-        sizes = [layer.descriptor.size if layer.descriptor else None for layer in image.layers]
+        sizes = [layer.stored_size for layer in image.layers]
         image_started(self.ctx.reporter, image.reference, sizes)
         sink.begin(image)
         try:

@@ -113,7 +113,6 @@ def decompressed(stream: Reader, layer: Layer) -> tuple[Reader, str]:
     compression, peeked = peek_compression(stream)
     if compression == "none":
         return peeked, "none"
-    d = layer.descriptor
-    limit = expansion_limit(d.size if d is not None else None)
+    limit = expansion_limit(layer.stored_size)
     what = f"layer {layer.index}"
     return decompressing_reader(peeked, compression, limit=limit, what=what), str(compression)

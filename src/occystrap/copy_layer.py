@@ -107,7 +107,7 @@ class LayerCopier:
 
     def transfer(self, layer: Layer) -> Written:
         reporter = self.ctx.reporter
-        total = layer.descriptor.size if layer.descriptor else None
+        total = layer.stored_size
         reporter.layer_started(layer.index, layer.label, total)
         if self.rewriters:
             written = self._rewrite(layer)
@@ -198,14 +198,8 @@ class LayerCopier:
             plain: Reader = IterReader(stack.enter_context(Stage(chunks_of(stream), "layer-read")))
             if check and compression == "none":
                 plain = stack.enter_context(checked_tar(plain, f"layer {layer.index}"))
-            d = layer.descriptor
             blob: HashingReader | KnownBlob
-            if (
-                diff_id is not None
-                and compression == "none"
-                and d is not None
-                and d.digest == diff_id
-            ):
+            if diff_id is not None and compression == "none" and layer.stored_digest == diff_id:
                 blob = KnownBlob(plain, diff_id)  # the source verifies exactly these bytes
             elif diff_id is not None:
                 blob = VerifyingReader(
@@ -245,7 +239,7 @@ class LayerCopier:
             info = LayerWrite(
                 layer.index,
                 media_type,
-                layer.stored_digest,
+                digest,
                 layer.stored_size,
                 layer.diff_id,
                 layer,
@@ -367,8 +361,8 @@ class LayerCopier:
         if cached is not None:
             return cached
         compression = self.ctx.compression
-        d = layer.descriptor
-        known = d.digest if d is not None and d.digest.algorithm == "sha256" else None
+        stored = layer.stored_digest
+        known = stored if stored is not None and stored.algorithm == "sha256" else None
         plain_hash = None if known is not None else hashlib.sha256()
         with Recording(self.cache, key) as rec, ExitStack() as stack:
             stream = rec.watch_plain(rec.watch_stored(self._open_verified(layer, stack)))
