@@ -35,12 +35,14 @@ BIG = body.DIRECT_MIN + 3 * CHUNK + 12345  # a straight-from-the-socket body, no
 
 @dataclass
 class Answer:
-    """One scripted response: ``head`` then the body ``pieces``; then the connection waits
-    for the next request, or is closed (``close``, or after ``stall`` seconds)."""
+    """One scripted response: ``head`` then the body ``pieces`` (``gap`` seconds apart); then
+    the connection waits for the next request, or is closed (``close``, or after ``stall``
+    seconds)."""
 
     head: bytes
     pieces: list[bytes]
     stall: float = 0.0
+    gap: float = 0.0
     close: bool = False
 
 
@@ -79,6 +81,7 @@ def _answer(server: Scripted, conn: socket.socket) -> None:
                 conn.sendall(answer.head)
                 for piece in answer.pieces:
                     conn.sendall(piece)
+                    time.sleep(answer.gap)
                 time.sleep(answer.stall)
                 if answer.close or answer.stall:
                     return
@@ -205,16 +208,31 @@ def test_a_drop_mid_body_delivers_what_arrived_then_fails_as_httpx_would(
     assert b"".join(got) == data[:sent]
 
 
+@pytest.mark.parametrize("past", [5, 0], ids=["inside a chunk", "at a chunk's start"])
 def test_a_stall_mid_body_times_out_after_delivering_what_arrived(
-    scripted: Callable[[Callable[[], Answer]], Scripted],
+    past: int, scripted: Callable[[Callable[[], Answer]], Scripted]
 ) -> None:
     data = os.urandom(BIG)
-    sent = 2 * CHUNK + 5
-    server = scripted(lambda: Answer(head(len(data)), pieces(data[:sent], 65536), stall=3.0))
+    sent = body.DIRECT_MIN + 2 * CHUNK + past
+    server = scripted(lambda: Answer(head(len(data)), pieces(data[:sent], 65536), stall=4.0))
     started = time.monotonic()
     got, error = fetch(server.url, timeout=0.5)
     assert isinstance(error, httpx.ReadTimeout) and time.monotonic() - started < 2.5
     assert b"".join(got) == data[:sent]
+
+
+def test_a_slow_body_that_never_pauses_for_the_timeout_is_not_a_timeout(
+    scripted: Callable[[Callable[[], Answer]], Scripted], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read timeout is a pause between bytes, not a deadline for a whole chunk: a body
+    trickling in for four read timeouts arrives whole and in whole chunks."""
+    monkeypatch.setattr(body, "DIRECT_MIN", 0)
+    data = os.urandom(CHUNK + CHUNK // 2)
+    server = scripted(lambda: Answer(head(len(data)), pieces(data, 65536), gap=0.08))
+    started = time.monotonic()
+    got, error = fetch(server.url, timeout=0.5)
+    assert error is None and b"".join(got) == data and time.monotonic() - started > 1.5
+    assert [len(p) for p in got] == [CHUNK, CHUNK // 2]
 
 
 @pytest.mark.parametrize("how", ["chunked", "gzip", "no length"])
