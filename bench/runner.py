@@ -1,8 +1,9 @@
 """Run one tool on one job once: clean, time, peak RSS (the lab's wrapper), check the output.
 
 Commands run under coreutils ``timeout`` inside ``tests.lab.rss.measure``, a bare
-``python -S`` wrapper that reports the peak RSS of the command and its children. Wall time
-is measured around the wrapper (its ~20 ms start-up is the same for every tool). The output
+``python -S`` wrapper that reports the peak RSS of the command and its children, and its wall
+time from launch to exit. The wrapper's own start-up (about 30 ms) is left out: it belongs to
+no tool, and the floors, measured in the harness's process, do not pay it either. The output
 directory is emptied and ``sync`` called before each run, so one run's write-back does not
 slow the next; cleaning is not timed. A tool that fails becomes a ``Sample`` with a one-line
 error, never an exception.
@@ -92,12 +93,11 @@ def run_tool(job: Job, tool: Tool, ctx: Ctx, timeout: float) -> Sample | None:
         if OURS_LOCATIONS is not None:
             shutil.rmtree(OURS_LOCATIONS, ignore_errors=True)
     wrapped = ["timeout", "-k", "10", str(int(timeout)), *cmd]
-    start = time.perf_counter()
     try:
         result = measure(wrapped, timeout=timeout + 60)
     except Exception as err:
         return Sample(None, None, f"harness: {type(err).__name__}: {err}"[:200])
-    seconds = time.perf_counter() - start
+    seconds = result.seconds
     if result.returncode == 124:
         return Sample(None, result.peak_rss, f"timed out after {timeout:.0f} s")
     if result.returncode != 0:

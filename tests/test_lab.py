@@ -12,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -507,6 +508,15 @@ def test_peak_rss_measures_the_command_not_pytest(peak_rss: Callable[..., int]) 
     with pytest.raises(AssertionError, match="exit status 3"):
         peak_rss([sys.executable, "-c", "import sys; sys.exit(3)"])
     del ballast
+
+
+def test_measure_times_the_command_without_the_wrappers_start_up() -> None:
+    started = time.perf_counter()
+    result = measure(["sleep", "0.3"])
+    outside = time.perf_counter() - started
+    assert result.returncode == 0 and 0.3 <= result.seconds < outside
+    quick = measure(["true"])
+    assert quick.seconds < 0.2 and quick.seconds < measure(["sleep", "0.05"]).seconds
 
 
 def test_require_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:

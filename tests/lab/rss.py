@@ -4,6 +4,8 @@ Measuring from the pytest process itself is wrong: a child's ``ru_maxrss`` start
 of the process it was forked (or vforked) from, so a child of a 300 MB pytest reports at least
 300 MB. The wrapper here is a bare ``python -S`` (about 10 MB) that runs the command and reports
 ``getrusage(RUSAGE_CHILDREN).ru_maxrss``, the peak of the command and the children it waited for.
+It also times the command from its launch to its exit, which leaves out the wrapper's own
+start-up (about 30 ms).
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _WRAPPER = r"""
-import json, resource, subprocess, sys
+import json, resource, subprocess, sys, time
 spec = json.loads(sys.argv[1])
 stdin = open(spec["stdin"], "rb") if spec["stdin"] else subprocess.DEVNULL
 stdout = open(spec["stdout"], "wb") if spec["stdout"] else subprocess.DEVNULL
 with open(spec["stderr"], "wb") as stderr:
+    start = time.perf_counter()
     rc = subprocess.run(spec["cmd"], stdin=stdin, stdout=stdout, stderr=stderr).returncode
+    seconds = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(spec["result"], "w") as out:
-    json.dump({"rc": rc, "maxrss_kib": usage.ru_maxrss}, out)
+    json.dump({"rc": rc, "maxrss_kib": usage.ru_maxrss, "seconds": seconds}, out)
 """
 
 
@@ -35,6 +39,7 @@ class RssResult:
     returncode: int
     peak_rss: int  # bytes
     stderr: str
+    seconds: float  # wall time of the command itself, from its launch to its exit
 
 
 def measure(
@@ -64,7 +69,9 @@ def measure(
         )
         result = json.loads(result_file.read_text())
         stderr = stderr_file.read_text(errors="replace")
-    return RssResult(result["rc"], int(result["maxrss_kib"]) * 1024, stderr)
+    return RssResult(
+        result["rc"], int(result["maxrss_kib"]) * 1024, stderr, float(result["seconds"])
+    )
 
 
 def peak_rss(
