@@ -101,7 +101,7 @@ def _x(r: float | None) -> str:
     return "—" if r is None else f"{r:.2f}×"
 
 
-def _xs(a: Summary | None, b: Summary | None) -> str:
+def ratio_text(a: Summary | None, b: Summary | None) -> str:
     """The paired ratio's median, with the lowest and highest pair when there are several."""
     pairs = _ratios(a, b)
     if len(pairs) < 2:
@@ -133,12 +133,12 @@ def table(results: dict[str, dict[Tool, Summary | None]], corpus: Corpus) -> str
             _secs(ours, notes, f"{job.name} ours"),
             _secs(ref, notes, f"{job.name} occystrap"),
             _secs(sko, notes, f"{job.name} skopeo"),
-            _xs(ours, ref),
-            _xs(ours, sko),
+            ratio_text(ours, ref),
+            ratio_text(ours, sko),
             f"{_mb(ours)} / {_mb(ref)} / {_mb(sko)}",
             mbs,
             _secs(flo, notes, f"{job.name} floor"),
-            _xs(ours, flo),
+            ratio_text(ours, flo),
             targets(job, s, corpus),
         ]
         rows.append("| " + " | ".join(cells) + " |")

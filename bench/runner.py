@@ -39,6 +39,7 @@ class Sample:
     rss: int | None  # bytes
     error: str | None = None
     pushed: int | None = None  # compressed bytes an image push wrote (registry outputs)
+    cpu: float | None = None  # user + system CPU seconds of the tool and its children
 
 
 #: where our pushes remember which repositories hold a blob (the default a run uses);
@@ -105,4 +106,4 @@ def run_tool(job: Job, tool: Tool, ctx: Ctx, timeout: float) -> Sample | None:
     error, pushed = check(job, ctx)
     if error:
         return Sample(None, result.peak_rss, error)
-    return Sample(seconds, result.peak_rss, pushed=pushed)
+    return Sample(seconds, result.peak_rss, pushed=pushed, cpu=result.cpu)

@@ -80,13 +80,49 @@ def test_cache_is_reused_and_keyed_by_parameters(tmp_path: Path) -> None:
 def test_ratios_are_paired_by_round() -> None:
     """A machine that slows down mid-run moves both tools of a round: the paired ratio
     stays put where the ratio of medians would not."""
-    from bench.report import Summary, _ratio, _xs
+    from bench.report import Summary, _ratio, ratio_text
 
     def summary(*times: float) -> Summary:
         return Summary(sorted(times)[len(times) // 2], None, None, None, len(times), times)
 
     ours, ref = summary(1.0, 1.0, 3.0), summary(2.0, 6.0, 6.0)
     assert _ratio(ours, ref) == 0.5  # rounds: 0.5, 1/6, 0.5; medians alone would give 1/6
-    assert _xs(ours, ref) == "0.50× (0.17–0.50)"
+    assert ratio_text(ours, ref) == "0.50× (0.17–0.50)"
     assert _ratio(ours, summary(4.0)) == 0.25  # no pairs: the ratio of the medians
     assert _ratio(ours, Summary(None, None, "failed", None, 1)) is None
+
+
+def test_compare_runs_each_side_from_its_own_compiled_tree(tmp_path: Path) -> None:
+    """An exported tree without bytecode compiles every module on every run when the
+    environment sets PYTHONDONTWRITEBYTECODE: that once made an old side 60-80 ms slower."""
+    import importlib.util
+    import subprocess
+
+    from bench import compare
+
+    side = compare.prepare("HEAD", trees=tmp_path)
+    modules = list(side.src.rglob("*.py"))
+    assert len(modules) > 50 and (side.src / "occystrap" / "cli" / "main.py") in modules
+    missing = [m for m in modules if not Path(importlib.util.cache_from_source(str(m))).is_file()]
+    assert missing == []
+    assert compare.prepare("HEAD", trees=tmp_path).src == side.src  # exported once
+    done = subprocess.run([side.launcher, "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and "occystrap" in done.stdout
+
+    fake = tmp_path / "fake" / "src" / "occystrap"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text("print(__file__)\n")
+    launcher = compare._launcher(fake.parent, tmp_path / "launch-fake")
+    done = subprocess.run([launcher], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(fake / "__main__.py")  # not the installed package
+
+
+def test_compare_table_pairs_rounds_and_reports_cpu() -> None:
+    from bench.compare import table
+    from bench.runner import Sample
+
+    old = [Sample(1.0, 50 << 20, cpu=0.8), Sample(2.0, 52 << 20, cpu=0.9)]
+    new = [Sample(0.5, 40 << 20, cpu=0.4), Sample(2.0, 41 << 20, cpu=0.5)]
+    row = table({"B'": (old, new)}).splitlines()[2]
+    assert row == "| B' | 1.500 | 1.250 | 0.75× (0.50–1.00) | 0.850 | 0.450 | 52 / 41 |"

@@ -517,6 +517,9 @@ def test_measure_times_the_command_without_the_wrappers_start_up() -> None:
     assert result.returncode == 0 and 0.3 <= result.seconds < outside
     quick = measure(["true"])
     assert quick.seconds < 0.2 and quick.seconds < measure(["sleep", "0.05"]).seconds
+    assert result.cpu < 0.2  # sleeping costs no CPU; spinning does
+    spin = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    assert measure([sys.executable, "-c", spin]).cpu >= 0.3
 
 
 def test_require_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,8 @@ of the process it was forked (or vforked) from, so a child of a 300 MB pytest re
 300 MB. The wrapper here is a bare ``python -S`` (about 10 MB) that runs the command and reports
 ``getrusage(RUSAGE_CHILDREN).ru_maxrss``, the peak of the command and the children it waited for.
 It also times the command from its launch to its exit, which leaves out the wrapper's own
-start-up (about 30 ms).
+start-up (about 30 ms), and reports the CPU time (user + system) of the command and its
+children.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ with open(spec["stderr"], "wb") as stderr:
     seconds = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(spec["result"], "w") as out:
-    json.dump({"rc": rc, "maxrss_kib": usage.ru_maxrss, "seconds": seconds}, out)
+    cpu = usage.ru_utime + usage.ru_stime
+    json.dump({"rc": rc, "maxrss_kib": usage.ru_maxrss, "seconds": seconds, "cpu": cpu}, out)
 """
 
 
@@ -40,6 +42,7 @@ class RssResult:
     peak_rss: int  # bytes
     stderr: str
     seconds: float  # wall time of the command itself, from its launch to its exit
+    cpu: float  # user + system CPU time of the command and the children it waited for
 
 
 def measure(
@@ -70,7 +73,11 @@ def measure(
         result = json.loads(result_file.read_text())
         stderr = stderr_file.read_text(errors="replace")
     return RssResult(
-        result["rc"], int(result["maxrss_kib"]) * 1024, stderr, float(result["seconds"])
+        result["rc"],
+        int(result["maxrss_kib"]) * 1024,
+        stderr,
+        float(result["seconds"]),
+        float(result["cpu"]),
     )
 
 
