@@ -12,8 +12,8 @@ first ``Data`` event takes everything buffered), then reads the rest a chunk at 
 
 On the benchmark corpus (353 MB of layers) a pull into an OCI layout went from 0.68-0.74 s
 to 0.52-0.54 s with the buffer. ``MSG_WAITALL`` saves one copy per chunk and the ``poll``
-Python makes before each read on a socket with a timeout (390 polls to 24): 8-32 ms of
-0.50 s in three alternated series (docs/performance.md).
+Python makes before each read on a socket with a timeout (390 polls to 24): 15-30 ms of
+CPU time per pull, which is within the noise of the wall time (docs/performance.md).
 
 h11 never sees the end of such a body, so its connection is not reused: closing the response
 closes it. That costs a new connection per large blob, which is why only bodies of at least
