@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .corpus import build_corpus
 from .env import ROOT, compile_ours, start_registries, tool_path
-from .jobs import JOBS, Ctx, Job
+from .jobs import Job, round_ctx, select
 from .report import ratio_text, summarise
 from .runner import Sample, run_tool
 
@@ -128,16 +128,14 @@ def run(args: argparse.Namespace) -> str:
             for r in range(args.runs):
                 for i in (0, 1) if r % 2 == 0 else (1, 0):
                     side = sides[i]
-                    slug = job.name.lower().replace("'", "2")
-                    ctx = Ctx(
-                        corpus,
-                        regs[0].host,
-                        regs[1].host,
-                        run_dir / "out",
-                        f"bench/{slug}-compare-{i}-{r}",
-                        str(side.launcher),
-                        "",  # occystrap 0.4.17: not run here
-                        tool_path("skopeo"),
+                    ctx = round_ctx(
+                        job,
+                        f"compare-{i}",
+                        r,
+                        corpus=corpus,
+                        hosts=(regs[0].host, regs[1].host),
+                        out=run_dir / "out",
+                        tools=(str(side.launcher), "", tool_path("skopeo")),  # no 0.4.17 here
                     )
                     sample = run_tool(job, "ours", ctx, args.timeout)
                     if sample is None:
@@ -154,9 +152,8 @@ def run(args: argparse.Namespace) -> str:
 
 
 def _jobs(names: str) -> list[Job]:
-    wanted = names.split(",")
-    jobs = [j for j in JOBS if j.name in wanted or j.name.replace("'", "2") in wanted]
-    if len(jobs) != len(wanted):
+    jobs = select(names)
+    if len(jobs) != len(names.split(",")):
         raise SystemExit(f"bench.compare: unknown job in {names!r}")
     return jobs
 

@@ -218,3 +218,26 @@ JOBS: tuple[Job, ...] = (
     ),
     Job("G", "tar", "expand", skopeo_ok=False, floor=lambda c: floors.expand(c.corpus, c.out)),
 )
+
+
+def select(names: str) -> list[Job]:
+    """The jobs named in a comma-separated list (B2 and E2 stand for B' and E'), in table
+    order."""
+    wanted = names.split(",")
+    return [j for j in JOBS if j.name in wanted or j.name.replace("'", "2") in wanted]
+
+
+def round_ctx(
+    job: Job,
+    who: str,
+    r: int,
+    *,
+    corpus: Corpus,
+    hosts: tuple[str, str],
+    out: Path,
+    tools: tuple[str, str, str],
+) -> Ctx:
+    """The context of round ``r`` of ``job`` for ``who``: its own repository name, so a push
+    never finds its blobs already there. ``tools``: ours, occystrap 0.4.17, skopeo."""
+    slug = job.name.lower().replace("'", "2")
+    return Ctx(corpus, hosts[0], hosts[1], out, f"bench/{slug}-{who}-{r}", *tools)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .corpus import build_corpus
 from .env import ROOT, compile_ours, ensure_ref_venv, load, machine, start_registries, tool_path
-from .jobs import JOBS, TOOLS, Ctx, Tool
+from .jobs import JOBS, TOOLS, Tool, round_ctx, select
 from .report import Summary, results_block, summarise, table, write_doc
 from .runner import Sample, run_tool
 
@@ -61,8 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    names = args.jobs.split(",")
-    jobs = [j for j in JOBS if j.name in names or j.name.replace("'", "2") in names]
+    jobs = select(args.jobs)
     tools: list[Tool] = [t for t in TOOLS if t in args.tools.split(",")]
     if not jobs or not tools:
         raise SystemExit("bench: no job or no tool selected")
@@ -91,16 +90,14 @@ def main(argv: list[str] | None = None) -> int:
                 for tool in tools[shift:] + tools[:shift]:
                     if any(s.error for s in per_tool[tool]):
                         continue  # failed once: do not waste time on it
-                    slug = job.name.lower().replace("'", "2")
-                    ctx = Ctx(
-                        corpus,
-                        regs[0].host,
-                        regs[1].host,
-                        run_dir / "out",
-                        f"bench/{slug}-{tool}-{r}",
-                        ours,
-                        ref,
-                        tool_path("skopeo"),
+                    ctx = round_ctx(
+                        job,
+                        tool,
+                        r,
+                        corpus=corpus,
+                        hosts=(regs[0].host, regs[1].host),
+                        out=run_dir / "out",
+                        tools=(ours, ref, tool_path("skopeo")),
                     )
                     peak_load = max(peak_load, os.getloadavg()[0])
                     sample = run_tool(job, tool, ctx, args.timeout)

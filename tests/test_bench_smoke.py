@@ -126,3 +126,28 @@ def test_compare_table_pairs_rounds_and_reports_cpu() -> None:
     new = [Sample(0.5, 40 << 20, cpu=0.4), Sample(2.0, 41 << 20, cpu=0.5)]
     row = table({"B'": (old, new)}).splitlines()[2]
     assert row == "| B' | 1.500 | 1.250 | 0.75× (0.50–1.00) | 0.850 | 0.450 | 52 / 41 |"
+
+
+def test_jobs_are_selected_by_name_in_table_order() -> None:
+    from bench.jobs import round_ctx, select
+
+    assert [j.name for j in select("E2,B2,A")] == ["A", "B'", "E'"]
+    assert select("Z") == []
+    job = select("B'")[0]
+    ctx = round_ctx(
+        job,
+        "ours",
+        3,
+        corpus=None,  # type: ignore[arg-type]
+        hosts=("h1", "h2"),
+        out=Path("/o"),
+        tools=("a", "b", "c"),
+    )
+    assert (ctx.repo, ctx.reg1, ctx.reg2, ctx.ours, ctx.ref, ctx.skopeo) == (
+        "bench/b2-ours-3",
+        "h1",
+        "h2",
+        "a",
+        "b",
+        "c",
+    )
