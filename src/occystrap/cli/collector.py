@@ -12,10 +12,10 @@ still collected, in batches of up to that many surviving objects, and a run make
 none (C's 42,485 tar members leave 23). At exit it freezes what is left
 (:func:`gc.freeze`), so the final pass skips it: the process ends 10-15 ms after
 ``main()`` returns instead of 33-48 ms. A registry → OCI layout pull went from 0.52 to
-0.50 s in alternated runs, with the tune off and on (docs/performance.md). Module teardown still frees what
-reference counting reaches; only objects caught in a reference cycle at exit go
-unfinalized, and no output depends on that: every file the command writes is closed (and
-renamed into place) before it returns.
+0.50 s in alternated runs, with the tune off and on (docs/performance.md). Module
+teardown still frees what reference counting reaches; only objects caught in a reference
+cycle at exit go unfinalized, and no output depends on that: every file the command
+writes is closed (and renamed into place) before it returns.
 """
 
 from __future__ import annotations
