@@ -9,13 +9,13 @@ loopback socket that accepts connections and reads requests but never answers.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from lab.loopback import accept_each
 from lab.tools import OccystrapRunner
 
 
@@ -25,19 +25,8 @@ def silent_registry() -> Iterator[str]:
     server.bind(("127.0.0.1", 0))
     server.listen(16)
     held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            held.append(conn)  # read nothing back, answer nothing
-
-    threading.Thread(target=accept, daemon=True).start()
+    accept_each(server, held.append)  # read nothing, answer nothing
     yield f"127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
     server.close()
     for conn in held:
         conn.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from lab.daemon import Daemon
+from lab.loopback import accept_each
 from lab.ocilayout import LayoutInfo
 from lab.tools import OccystrapRunner
 from occystrap.errors import ImageNotFound
@@ -42,20 +43,14 @@ class CuttingProxy:
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(str(path))
         self.server.listen(16)
-        self._stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        accept_each(self.server, self._forward)
 
-    def _accept(self) -> None:
-        while not self._stop:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            up.connect(str(self.upstream))
-            state = {"export": False, "load": False, "down": 0, "up": 0, "dead": False}
-            threading.Thread(target=self._pump_up, args=(client, up, state), daemon=True).start()
-            threading.Thread(target=self._pump_down, args=(up, client, state), daemon=True).start()
+    def _forward(self, client: socket.socket) -> None:
+        up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        up.connect(str(self.upstream))
+        state = {"export": False, "load": False, "down": 0, "up": 0, "dead": False}
+        threading.Thread(target=self._pump_up, args=(client, up, state), daemon=True).start()
+        threading.Thread(target=self._pump_down, args=(up, client, state), daemon=True).start()
 
     def _kill(self, a: socket.socket, b: socket.socket, state: dict[str, object]) -> None:
         if not state["dead"]:
@@ -109,7 +104,6 @@ class CuttingProxy:
                 pass
 
     def close(self) -> None:
-        self._stop = True
         self.server.close()
 
 

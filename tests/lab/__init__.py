@@ -2,8 +2,9 @@
 
 Modules: ``registry`` (docker-registry in plain/auth/tls/tls-auth/token modes), ``podman`` and
 ``dockerd`` (daemons on unix sockets), ``images`` (fixture image builders), ``schemas`` (OCI JSON
-schema validation), ``tools`` (system tools), ``rss`` (peak memory of a command). Everything
-binds 127.0.0.1 only; nothing here imports occystrap.
+schema validation), ``tools`` (system tools), ``rss`` (peak memory and time of a command),
+``loopback`` (the accept loop of the small fault-injecting servers). Everything binds
+127.0.0.1 only; nothing here imports occystrap.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from lab.loopback import accept_each
 from lab.ocilayout import LayoutInfo
 from lab.registry import Registry
 from lab.tarspec import file, tar_bytes
@@ -97,18 +98,13 @@ class CountingForwarder:
         self.connections = 0
         self.server = socket.create_server(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self.server.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        accept_each(self.server, self._forward)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            up = socket.create_connection(self.upstream)
-            for a, b in ((client, up), (up, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+    def _forward(self, client: socket.socket) -> None:
+        self.connections += 1
+        up = socket.create_connection(self.upstream)
+        for a, b in ((client, up), (up, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     @staticmethod
     def _pipe(src: socket.socket, dst: socket.socket) -> None:

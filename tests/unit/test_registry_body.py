@@ -25,6 +25,7 @@ import httpcore
 import httpx
 import pytest
 
+from lab.loopback import accept_each
 from lab.registry import start_registry
 from occystrap.model.digest import Digest
 from occystrap.transports.registry import RegistryClient, RetryPolicy, TLSConfig, body
@@ -57,14 +58,9 @@ class Scripted:
         return f"http://127.0.0.1:{self.sock.getsockname()[1]}/blob"
 
 
-def _serve(server: Scripted) -> None:
-    while True:
-        try:
-            conn, _ = server.sock.accept()
-        except OSError:
-            return
-        server.connections += 1
-        threading.Thread(target=_answer, args=(server, conn), daemon=True).start()
+def _serve(server: Scripted, conn: socket.socket) -> None:
+    server.connections += 1
+    threading.Thread(target=_answer, args=(server, conn), daemon=True).start()
 
 
 def _answer(server: Scripted, conn: socket.socket) -> None:
@@ -97,7 +93,7 @@ def scripted() -> Iterator[Callable[[Callable[[], Answer]], Scripted]]:
         server = Scripted(answer)
         server.sock.bind(("127.0.0.1", 0))
         server.sock.listen(8)
-        threading.Thread(target=_serve, args=(server,), daemon=True).start()
+        accept_each(server.sock, lambda conn: _serve(server, conn))
         servers.append(server)
         return server
 
