@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .corpus import build_corpus
-from .env import ROOT, compile_ours, start_registries, tool_path
+from .env import PYTHON, ROOT, compile_ours, start_registries, tool_path
 from .jobs import Job, round_ctx, select
 from .report import ratio_text, summarise
 from .runner import Sample, run_tool
@@ -100,13 +100,13 @@ def _export(commit: str, dest: Path) -> None:
         tree = Path(tmp) / "tree"
         with tarfile.open(archive) as tar:
             tar.extractall(tree, filter="data")
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "src")], check=True)
+        compile_ours(tree / "src")
         tree.rename(dest)
 
 
 def _launcher(src: Path, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'#!/bin/sh\nPYTHONPATH="{src}" exec "{sys.executable}" -m occystrap "$@"\n')
+    path.write_text(f'#!/bin/sh\nPYTHONPATH="{src}" exec "{PYTHON}" -m occystrap "$@"\n')
     path.chmod(0o755)
     return path
 

@@ -26,16 +26,18 @@ from .corpus import REPO_TAG, Corpus
 
 REF_VERSION = "0.4.17"
 ROOT = Path(__file__).resolve().parent.parent
+#: the project's interpreter, which runs ours
+PYTHON = ROOT / ".venv" / "bin" / "python"
 LIBRARIES = ("isal", "zlib-ng", "zstandard", "httpx", "click")
 
 
-def compile_ours() -> None:
-    """Compile our modules' bytecode, as pip does for an installed package (and did for
-    occystrap 0.4.17). Ours is an editable install of ``src/``: its bytecode is written
-    on first import, unless the environment sets ``PYTHONDONTWRITEBYTECODE``, and then
-    every run would compile every module again (about 50 ms)."""
-    python = ROOT / ".venv" / "bin" / "python"
-    subprocess.run([str(python), "-m", "compileall", "-q", str(ROOT / "src")], check=True)
+def compile_ours(src: Path = ROOT / "src") -> None:
+    """Compile the bytecode of our modules under ``src``, as pip does for an installed
+    package (and did for occystrap 0.4.17). Ours is an editable install of ``src/``: its
+    bytecode is written on first import, unless the environment sets
+    ``PYTHONDONTWRITEBYTECODE``, and then every run would compile every module again
+    (about 50 ms)."""
+    subprocess.run([str(PYTHON), "-m", "compileall", "-q", str(src)], check=True)
 
 
 def ensure_ref_venv(work: Path) -> str:
