@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,22 @@ from lab.tempfiles import open_files_under
 from .runner import OUTPUT_URIS, debris, is_complete
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _sigint_reaches_children() -> Iterator[None]:
+    """Children inherit an ignored SIGINT, and Python then leaves it ignored: a suite started
+    in the background by a shell without job control (``(pytest &)``) would see every
+    interrupt test fail, the child deaf to the signal. With a handler here, a child starts
+    with the default disposition, as under a terminal."""
+    before = signal.getsignal(signal.SIGINT)
+    if before == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
 
 MiB = 1 << 20
 LAYERS = 3
