@@ -31,7 +31,15 @@ from .model.descriptor import Descriptor
 from .model.digest import Digest
 from .model.manifest import Index, Manifest, is_attestation
 from .model.media_types import MediaType, is_index
-from .transports.base import AdoptingSink, BlobStream, IndexSink, LayerWrite, RunContext, Sink
+from .transports.base import (
+    AdoptingSink,
+    BlobStream,
+    IndexSink,
+    LayerWrite,
+    MountingSink,
+    RunContext,
+    Sink,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +175,10 @@ class _Member:
     def adopt_layer(self, path: str, info: LayerWrite) -> Descriptor | None:
         """Only called when the index's sink adopts local copies (same capabilities)."""
         return cast(AdoptingSink, self.sink).adopt_layer(path, info)
+
+    def mount_layer(self, info: LayerWrite) -> Descriptor | None:
+        """Only called when the index's sink mounts layers (same capabilities)."""
+        return cast(MountingSink, self.sink).mount_layer(info)
 
     def put_config(self, config: ImageConfig) -> Descriptor:
         return self.sink.put_config(config)

@@ -5,7 +5,9 @@ For each layer :class:`LayerCopier` picks one of four routes, from what the sink
 
 * **pass**: the stored bytes go to the sink unchanged (verified against their descriptor);
   a sink that already holds the blob is skipped before anything is read. A sink that
-  adopts local copies (an OCI layout) hard-links the source's verified copy instead.
+  mounts (a registry) first takes the blob by reference from another of its repositories
+  when the layer came from there; one that adopts local copies (an OCI layout) hard-links
+  the source's verified copy instead.
 * **convert**: no filter rewrites, but the form must change: decompress for tar/dir/bundle
   sinks (the diff_id is checked on the way), or compress an uncompressed layer for a
   registry or layout.
@@ -61,7 +63,14 @@ from .tario.check import checked_tar
 from .tario.entry import TarEntry
 from .tario.reader import iter_entries
 from .tario.writer import iter_tar_bytes
-from .transports.base import AdoptingSink, LayerForm, LayerWrite, RunContext, Sink
+from .transports.base import (
+    AdoptingSink,
+    LayerForm,
+    LayerWrite,
+    MountingSink,
+    RunContext,
+    Sink,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +126,11 @@ class LayerCopier:
             written = self._pass_or_convert(layer)
         log.debug("layer %d (%s): %s", layer.index, layer.label, written.outcome)
         reporter.layer_finished(layer.index, written.outcome)
-        self.ctx.stats.add(layers=1, layers_skipped=int(written.outcome == "skipped"))
+        self.ctx.stats.add(
+            layers=1,
+            layers_skipped=int(written.outcome == "skipped"),
+            layers_mounted=int(written.outcome == "mounted"),
+        )
         return written
 
     # -- the layer cache ------------------------------------------------------------------
@@ -221,6 +234,9 @@ class LayerCopier:
             return Written(desc, blob.digest(), "converted", unchanged=unchanged)
 
     def _pass(self, layer: Layer) -> Written:
+        mounted = self._mount(layer)
+        if mounted is not None:
+            return Written(mounted, layer.diff_id, "mounted", unchanged=True)
         if layer.descriptor is not None:
             held = self.sink.has_layer(layer.descriptor.digest)
             if held is not None:
@@ -383,6 +399,21 @@ class LayerCopier:
             )
             return Written(desc, known, "converted", unchanged=False)
 
+    def _mount(self, layer: Layer) -> Descriptor | None:
+        """For a sink that mounts (a registry): the layer taken by reference from another
+        repository of the same registry that holds it, before anything is asked or read.
+        None when the sink cannot (the layer did not come from there, or it refused)."""
+        d = layer.descriptor
+        if not self.sink.capabilities.mounts_layers or layer.origin is None or d is None:
+            return None
+        return cast(MountingSink, self.sink).mount_layer(self._stored_write(layer, d))
+
+    def _stored_write(self, layer: Layer, d: Descriptor) -> LayerWrite:
+        """The LayerWrite of the layer's stored blob, unchanged."""
+        return LayerWrite(
+            layer.index, self._media_type_for(layer), d.digest, d.size, layer.diff_id, layer
+        )
+
     def _adopt(self, layer: Layer) -> Descriptor | None:
         """For a sink that adopts local copies (an OCI layout): read the layer once to its
         end, so that its source keeps a complete copy on disk, verified as it was read,
@@ -401,10 +432,7 @@ class LayerCopier:
         path = layer.local_copy()
         if path is None:
             return None
-        info = LayerWrite(
-            layer.index, self._media_type_for(layer), d.digest, d.size, layer.diff_id, layer
-        )
-        return cast(AdoptingSink, self.sink).adopt_layer(path, info)
+        return cast(AdoptingSink, self.sink).adopt_layer(path, self._stored_write(layer, d))
 
     # -- stream plumbing ----------------------------------------------------------------
 

@@ -29,8 +29,9 @@ class Reporter(Protocol):
         """``nbytes`` more of the layer's stored bytes were read (a delta, not a total)."""
 
     def layer_finished(self, index: int, outcome: str) -> None:
-        """``outcome`` is 'copied', 'converted', 'rewritten', 'skipped' (already present) or
-        'cached' (taken from the layer cache)."""
+        """``outcome`` is 'copied', 'converted', 'rewritten', 'skipped' (already present),
+        'mounted' (taken from another repository of the destination registry) or 'cached'
+        (taken from the layer cache)."""
 
 
 def image_started(reporter: Reporter, reference: str, sizes: Sequence[int | None]) -> None:
@@ -68,6 +69,8 @@ class Stats:
     images: int = 0
     layers: int = 0
     layers_skipped: int = 0
+    #: layers a registry mounted from another of its repositories (no byte sent)
+    layers_mounted: int = 0
     #: layers taken from the layer cache (``--cache-dir``) instead of being produced again
     cache_hits: int = 0
     bytes_read: int = 0

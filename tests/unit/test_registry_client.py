@@ -9,6 +9,7 @@ another port. The last section runs the same client against Debian's ``docker-re
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -45,7 +46,11 @@ from occystrap.errors import (
     SizeMismatch,
     TransportError,
 )
+from occystrap.image import Layer
+from occystrap.model.descriptor import Descriptor
 from occystrap.model.digest import Digest
+from occystrap.model.media_types import MediaType
+from occystrap.transports.base import LayerWrite, RunContext
 from occystrap.transports.registry import (
     Credentials,
     RegistryClient,
@@ -56,6 +61,7 @@ from occystrap.transports.registry import (
 )
 from occystrap.transports.registry import parse as parse_ref
 from occystrap.transports.registry.retry import retry_after
+from occystrap.transports.registry.sink import RegistrySink
 
 try:
     from lab.registry import start_registry
@@ -895,6 +901,77 @@ def test_a_failed_mount_request_falls_back_to_an_upload(
     assert result.outcome == "uploaded" and app.blobs[sha(data)] == data
     posts = [r.path for r in app.requests("POST")]
     assert "mount=" in posts[0] and "mount=" not in posts[-1]
+
+
+def test_a_mount_alone_is_one_request_and_a_refusal_cancels_its_session(
+    fake: tuple[FakeRegistry, Server],
+) -> None:
+    app, server = fake
+    digest = put_blob(app, b"layer bytes")
+    with client_for(server) as c:
+        assert c.mount_blob("dst", digest, "src") is True
+        assert [(r.method, urlsplit(r.path).path) for r in app.seen] == [
+            ("POST", "/v2/dst/blobs/uploads/")
+        ]  # no HEAD first
+        app.mountable = False
+        assert c.mount_blob("dst", digest, "src") is False
+        (cancel,) = app.requests("DELETE", "/v2/dst/blobs/uploads/")
+        assert not app.uploads  # the session the refusal opened is gone
+        app.faults.append(Fault("POST", r"mount=", 500, times=99))
+        assert c.mount_blob("dst", digest, "src") is None  # failed, not refused
+    assert not app.requests("HEAD") and not app.requests("PUT") and not app.requests("PATCH")
+
+
+def _mount_sink(server: Server, app: FakeRegistry, data: bytes) -> tuple[RegistrySink, LayerWrite]:
+    client = client_for(server)
+    ref = parse_ref(f"{server.host}/dst:v1")
+    layer_desc = Descriptor(MediaType.DOCKER_LAYER_GZIP, put_blob(app, data), len(data))
+    layer = Layer(
+        0, MediaType.DOCKER_LAYER_GZIP, layer_desc, None, _unopenable, origin=f"{server.host}/src"
+    )
+    info = LayerWrite(
+        0, MediaType.DOCKER_LAYER_GZIP, layer_desc.digest, layer_desc.size, None, layer
+    )
+    return RegistrySink(client, ref, RunContext()), info
+
+
+def _unopenable() -> Any:
+    raise AssertionError("a mounted layer is never read")
+
+
+def test_the_registry_sink_mounts_a_layer_from_its_source_repository(
+    fake: tuple[FakeRegistry, Server],
+) -> None:
+    app, server = fake
+    sink, info = _mount_sink(server, app, b"mounted layer")
+    try:
+        held = sink.mount_layer(info)
+        assert held is not None and (held.digest, held.size) == (info.digest, info.size)
+        assert sink.has_layer(info.digest) == Descriptor(
+            "application/octet-stream", held.digest, held.size
+        )  # remembered: no HEAD
+        assert [r.method for r in app.seen] == ["POST"]
+        other = dataclasses.replace(info, source=dataclasses.replace(info.source, origin=None))
+        assert sink.mount_layer(other) is None  # from elsewhere: nothing asked
+        assert len(app.seen) == 1
+    finally:
+        sink.abort()
+
+
+def test_a_registry_that_refuses_a_mount_is_not_asked_again(
+    fake: tuple[FakeRegistry, Server],
+) -> None:
+    app, server = fake
+    app.mountable = False
+    sink, info = _mount_sink(server, app, b"refused layer")
+    try:
+        assert sink.mount_layer(info) is None
+        assert [r.method for r in app.seen] == ["POST", "DELETE"]
+        assert sink.mount_layer(info) is None and len(app.seen) == 2  # not asked again
+        present = sink.has_layer(info.digest)  # the engine asks next: a HEAD
+        assert present is not None and app.seen[-1].method == "HEAD"
+    finally:
+        sink.abort()
 
 
 def test_upload_chunked_honours_min_chunk(fake: tuple[FakeRegistry, Server]) -> None:

@@ -154,7 +154,8 @@ def summary_line(stats: Stats, elapsed: float) -> str:
     """
     rate_in = stats.bytes_read / elapsed if elapsed > 0 else 0.0
     rate_out = stats.bytes_written / elapsed if elapsed > 0 else 0.0
-    extra = f", {stats.cache_hits} from cache" if stats.cache_hits else ""
+    extra = f", {stats.layers_mounted} mounted" if stats.layers_mounted else ""
+    extra += f", {stats.cache_hits} from cache" if stats.cache_hits else ""
     retries = "1 retry" if stats.retries == 1 else f"{stats.retries} retries"
     return (
         f"Summary: {_plural(stats.images, 'image')}, {_plural(stats.layers, 'layer')} "

@@ -4,7 +4,8 @@ Write order is a contract for every :class:`Sink`. The copy engine (``occystrap.
 calls, for one image::
 
     begin(image)
-    has_layer(...) / put_layer(...)   for each layer (in index order when ``ordered``)
+    has_layer(...) / put_layer(...)   for each layer (in index order when ``ordered``;
+                                      a MountingSink's ``mount_layer`` is asked first)
     put_config(config)                after every layer is written
     put_manifest(manifest)            after the config
     commit()                          makes the result visible, atomically where possible
@@ -64,6 +65,10 @@ class SinkCapabilities:
     #: the sink is an AdoptingSink: it can take a source's verified local copy of a stored
     #: blob (``Layer.local_copy``) by hard link rather than have the bytes written again.
     adopts_local_copies: bool = False
+    #: the sink is a MountingSink: it can hold a stored blob that another repository of
+    #: the same registry has (``Layer.origin``) by reference, a cross-repository mount,
+    #: without reading the layer.
+    mounts_layers: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,13 @@ class AdoptingSink(Sink, Protocol):
         """Store the file ``path``, the complete stored blob ``info`` describes (digest and
         size given), verified by its source just before, by hard-linking it; None when it
         cannot be linked (the engine then streams the layer as usual)."""
+
+
+class MountingSink(Sink, Protocol):
+    def mount_layer(self, info: LayerWrite) -> Descriptor | None:
+        """Hold the stored blob ``info`` describes (digest and size given) by reference to
+        where its source keeps it (``info.source.origin``), without its bytes; None when it
+        cannot (the engine then asks ``has_layer`` and copies the layer as usual)."""
 
 
 SourceOpener = Callable[[str, Any, RunContext], AbstractContextManager[Image]]

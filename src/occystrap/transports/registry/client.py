@@ -235,6 +235,13 @@ class RegistryClient(RegistrySession):
         """A verifying, resuming reader of one blob; raises BlobNotFound when absent."""
         return BlobReader(self, repository, digest, size)
 
+    def mount_blob(self, repository: str, digest: Digest, source: str) -> bool | None:
+        """Mount ``digest`` into ``repository`` from ``source``, another repository of this
+        host, with one request: True when the registry did, False when it refused (the
+        session it opened is cancelled), None when the request failed
+        (:meth:`.upload.Uploader.mount`)."""
+        return Uploader(self, repository, chunk_size=None, monolithic_max=0).mount(digest, source)
+
     def upload_blob(
         self,
         repository: str,

@@ -2,10 +2,13 @@
 
 Layers arrive as stored (``LayerForm.STORED``) and may be pushed from several threads.
 
-* A layer whose digest is known (copied unchanged) is pushed straight from the stream:
-  ``HEAD`` first (present: nothing is sent), a cross-repository mount when the layer's
-  ``origin`` is another repository of this host or an earlier push put the blob in one
-  (:mod:`.locations`), else an upload whose requests are streamed
+* A layer whose ``origin`` is another repository of this host (copied unchanged) is
+  mounted from there first (``mount_layer``): one ``POST``, no ``HEAD`` and nothing read.
+  A registry that refuses is not asked to mount again in this run.
+* Any other layer whose digest is known (copied unchanged) is pushed straight from the
+  stream: ``HEAD`` first (present: nothing is sent), a cross-repository mount when an
+  earlier push put the blob in another repository of this host (:mod:`.locations`), else
+  an upload whose requests are streamed
   from the stream as it is read (see :mod:`.upload`), so memory stays flat whatever the
   layer's size. When the bytes are the source's stored blob and the source can open a layer
   twice, bytes that must be re-sent after a failed request are read again from the source
@@ -16,8 +19,9 @@ Layers arrive as stored (``LayerForm.STORED``) and may be pushed from several th
   ``PUT`` up to 32 MiB, chunks beyond; restartable after a failure). Compression is
   deterministic, so a rerun of a killed push finds the blobs it already sent and transfers
   nothing twice; streaming instead would re-send them all.
-* ``put_config`` uploads the config (mounted too when the image's layers all came from one
-  repository of this host and it is unchanged); ``put_manifest`` only records it. ``commit``
+* ``put_config`` uploads the config (mounted too, without a ``HEAD`` first, when the
+  image's layers all came from one repository of this host and it is unchanged; a refused
+  mount's session then takes the config's few bytes); ``put_manifest`` only records it. ``commit``
   pushes the exact bytes with ``Content-Type`` = their media type to the tag (or to the digest
   the URI names) and returns ``pushed HOST/NAME:TAG@sha256:…``. Nothing is tagged before.
 * It can hold an index (``holds_index``): manifests put before ``put_index`` are pushed by
@@ -73,7 +77,11 @@ def open_sink(target: str, options: RegistrySinkOptions, ctx: RunContext) -> Reg
 
 class RegistrySink:
     capabilities = SinkCapabilities(
-        layer_form=LayerForm.STORED, thread_safe=True, default_family="docker", holds_index=True
+        layer_form=LayerForm.STORED,
+        thread_safe=True,
+        default_family="docker",
+        holds_index=True,
+        mounts_layers=True,
     )
 
     def __init__(
@@ -93,6 +101,7 @@ class RegistrySink:
         self._closed = False
         self._sequential = False
         self._absent: set[Digest] = set()  # HEAD just said so: put_layer need not ask again
+        self._mounts_refused = False  # the registry refused a mount from a source repository
 
     def begin(self, image: Image) -> None:
         log.debug("pushing %s to %s", image.reference, self.ref)
@@ -103,6 +112,21 @@ class RegistrySink:
                 self._config_origin[image.config.digest] = origins.pop()
 
     # -- blobs --------------------------------------------------------------------------
+
+    def mount_layer(self, info: LayerWrite) -> Descriptor | None:
+        source = self._origin_repository(info.source.origin)
+        if source is None or info.digest is None or info.size is None or self._mounts_refused:
+            return None
+        mounted = self.client.mount_blob(self.repo, info.digest, source)
+        if not mounted:
+            if mounted is False:  # refused: the source repository has every blob it served,
+                self._mounts_refused = True  # so this registry does not mount; ask no more
+            log.info("layer %d %s: no mount from %s", info.index, info.digest, source)
+            return None
+        log.info("layer %d %s: mounted from %s", info.index, info.digest, source)
+        self._remember(info.digest, info.size)
+        self.locations.note(info.digest, self.repo)
+        return Descriptor(info.media_type, info.digest, info.size)
 
     def has_layer(self, digest: Digest) -> Descriptor | None:
         with self._lock:
@@ -119,7 +143,8 @@ class RegistrySink:
 
     def put_layer(self, blob: BlobStream, info: LayerWrite) -> Descriptor:
         if info.digest is not None:
-            mount = self._mount_source(info.source.origin, info.digest)
+            origin = info.source.origin
+            mount = None if self._mounts_refused else self._mount_source(origin, info.digest)
             with self._lock:
                 asked = info.digest in self._absent
                 self._absent.discard(info.digest)
@@ -154,12 +179,15 @@ class RegistrySink:
     def put_config(self, config: ImageConfig) -> Descriptor:
         with self._lock:
             origin = self._config_origin.get(config.digest)
+        mount = None if self._mounts_refused else self._mount_source(origin, config.digest)
         self.client.upload_blob(
             self.repo,
             io.BytesIO(config.raw),
             config.digest,
             config.size,
-            mount_from=self._mount_source(origin, config.digest),
+            mount_from=mount,
+            # from where the layers came: mount with no HEAD first, as for the layers
+            check=mount is None or mount != self._origin_repository(origin),
         )
         self._remember(config.digest, config.size)
         self.locations.note(config.digest, self.repo)
@@ -173,14 +201,19 @@ class RegistrySink:
             return None
         return lambda: _Opened(layer.open())
 
-    def _mount_source(self, origin: str | None, digest: Digest) -> str | None:
-        """The repository of this registry ``digest`` can be mounted from: where it came
-        from (``origin``) when that is here, else where an earlier push put it."""
+    def _origin_repository(self, origin: str | None) -> str | None:
+        """The repository ``origin`` (``HOST/REPOSITORY``) names when it is another one of
+        this registry."""
         if origin and "/" in origin:
             host, repository = origin.split("/", 1)
             if host == self.client.host and repository != self.repo:
                 return repository
-        return self.locations.where(digest, besides=self.repo)
+        return None
+
+    def _mount_source(self, origin: str | None, digest: Digest) -> str | None:
+        """The repository of this registry ``digest`` can be mounted from: where it came
+        from (``origin``) when that is here, else where an earlier push put it."""
+        return self._origin_repository(origin) or self.locations.where(digest, besides=self.repo)
 
     def _remember(self, digest: Digest, size: int) -> int:
         with self._lock:

@@ -5,6 +5,8 @@ Strategy of :meth:`Uploader.upload`:
 * ``HEAD`` the blob (when the digest is known); present → ``exists``.
 * ``POST …/blobs/uploads/`` (``?mount=D&from=SRC`` when asked): 201 → ``mounted``, 202 → an
   upload session at ``Location`` (relative or absolute; its query string is kept).
+  :meth:`Uploader.mount` asks for the mount alone, with no ``HEAD`` before it: the caller
+  knows SRC holds the blob, so one request usually does it.
 * Known digest and size, a re-readable source and ``size <= monolithic_max`` → one streamed
   ``PUT <location>?digest=D``. Otherwise ``PATCH`` chunks of ``max(chunk_size,
   OCI-Chunk-Min-Length)`` with ``Content-Range``; after a failure or a 416 the session's
@@ -167,8 +169,27 @@ class Uploader:
         chunk = self.chunk_size or (stream_chunk(size) if streamed else BUFFER_CHUNK)
         return self._chunked(src, digest, size, max(chunk, min_chunk), scopes)
 
+    def mount(self, digest: Digest, source: str) -> bool | None:
+        """Ask for ``digest`` to be mounted from ``source``, another repository of this
+        registry, and nothing else: True when it was (201); False when the registry refused
+        (202: the upload session it opened instead is cancelled at once); None when the
+        request failed (after its retries)."""
+        self.what = f"blob {self.client.host}/{self.repository}@{digest}"
+        scopes = push_scopes(self.repository, source)
+        response = self._mount(self._uploads_url(), digest, source, scopes)
+        if response is None:
+            return None
+        if response.status_code == 201:
+            return True
+        self._moved(response)
+        self._cancel(scopes)
+        return False
+
+    def _uploads_url(self) -> httpx.URL:
+        return httpx.URL(f"{self.client.base_url}/v2/{self.repository}/blobs/uploads/")
+
     def _start(self, digest: Digest | None, mount: str | None, scopes: tuple[str, ...]) -> int:
-        url = httpx.URL(f"{self.client.base_url}/v2/{self.repository}/blobs/uploads/")
+        url = self._uploads_url()
         response = None
         if mount and digest is not None:
             response = self._mount(url, digest, mount, scopes)
