@@ -953,6 +953,7 @@ def test_the_registry_sink_mounts_a_layer_from_its_source_repository(
         assert [r.method for r in app.seen] == ["POST"]
         other = dataclasses.replace(info, source=dataclasses.replace(info.source, origin=None))
         assert sink.mount_layer(other) is None  # from elsewhere: nothing asked
+        assert sink.mount_layer(info) is None  # held already (another platform's): not asked
         assert len(app.seen) == 1
     finally:
         sink.abort()

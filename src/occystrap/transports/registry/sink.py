@@ -21,9 +21,10 @@ Layers arrive as stored (``LayerForm.STORED``) and may be pushed from several th
   nothing twice; streaming instead would re-send them all.
 * ``put_config`` uploads the config (mounted too, without a ``HEAD`` first, when the
   image's layers all came from one repository of this host and it is unchanged; a refused
-  mount's session then takes the config's few bytes); ``put_manifest`` only records it. ``commit``
-  pushes the exact bytes with ``Content-Type`` = their media type to the tag (or to the digest
-  the URI names) and returns ``pushed HOST/NAME:TAG@sha256:…``. Nothing is tagged before.
+  mount's session then takes the config's few bytes); ``put_manifest`` only records it.
+  ``commit`` pushes the exact bytes with ``Content-Type`` = their media type to the tag (or
+  to the digest the URI names) and returns ``pushed HOST/NAME:TAG@sha256:…``. Nothing is
+  tagged before.
 * It can hold an index (``holds_index``): manifests put before ``put_index`` are pushed by
   digest, then ``commit`` pushes the (last) index to the tag.
 
@@ -117,6 +118,9 @@ class RegistrySink:
         source = self._origin_repository(info.source.origin)
         if source is None or info.digest is None or info.size is None or self._mounts_refused:
             return None
+        with self._lock:
+            if info.digest in self._held:  # another image of an index brought it already
+                return None  # has_layer answers without a request
         mounted = self.client.mount_blob(self.repo, info.digest, source)
         if not mounted:
             if mounted is False:  # refused: the source repository has every blob it served,
