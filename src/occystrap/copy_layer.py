@@ -404,7 +404,7 @@ class LayerCopier:
         repository of the same registry that holds it, before anything is asked or read.
         None when the sink cannot (the layer did not come from there, or it refused)."""
         d = layer.descriptor
-        if not self.sink.capabilities.mounts_layers or layer.origin is None or d is None:
+        if not self.sink.capabilities.mounts_layers or d is None:
             return None
         return cast(MountingSink, self.sink).mount_layer(self._stored_write(layer, d))
 

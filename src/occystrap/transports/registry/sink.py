@@ -183,6 +183,7 @@ class RegistrySink:
     def put_config(self, config: ImageConfig) -> Descriptor:
         with self._lock:
             origin = self._config_origin.get(config.digest)
+        source = self._origin_repository(origin)  # where the layers came from
         mount = None if self._mounts_refused else self._mount_source(origin, config.digest)
         self.client.upload_blob(
             self.repo,
@@ -190,8 +191,7 @@ class RegistrySink:
             config.digest,
             config.size,
             mount_from=mount,
-            # from where the layers came: mount with no HEAD first, as for the layers
-            check=mount is None or mount != self._origin_repository(origin),
+            check=source is None or mount != source,  # mount from the source: no HEAD first
         )
         self._remember(config.digest, config.size)
         self.locations.note(config.digest, self.repo)
