@@ -32,8 +32,8 @@ from lab.ocilayout import LayoutInfo, build_oci_layout
 from lab.registry import Registry
 from lab.tarspec import TarSpec, directory, file
 from lab.tools import skopeo
-from occystrap import copy_stages
 from occystrap.api import process
+from occystrap.blobio import compress as compress_module
 from occystrap.blobio.readers import drain
 from occystrap.blobio.verify import HashingReader
 from occystrap.cache import CacheKey, LayerCache, parse_size
@@ -239,13 +239,13 @@ def test_rerun_fetches_no_layer(
 class CountingCompressors:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        real = copy_stages.make_compressor  # type: ignore[attr-defined]
+        real = compress_module.make_compressor
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(copy_stages, "make_compressor", counted)
+        monkeypatch.setattr(compress_module, "make_compressor", counted)
 
 
 def test_rerun_compresses_no_layer(

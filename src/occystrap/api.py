@@ -5,17 +5,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from . import transports
-from .blobio.compression import validate_level
 from .copy import CopyResult, copy_image
-from .copy_index import IndexCopyResult, Reopen, copy_index
 from .errors import UnsupportedFormat
-from .filters.base import Filter
-from .filters.catalog import parse_filter
 from .image import Image
 from .model.descriptor import Descriptor
 from .transports.base import RunContext, Sink
+
+if TYPE_CHECKING:  # what a copy of one image without filters never loads
+    from .copy_index import IndexCopyResult, Reopen
+    from .filters.base import Filter
 
 
 @contextmanager
@@ -46,14 +47,25 @@ def process(
     and the index itself are copied (:func:`copy_index`); the result is an IndexCopyResult.
     """
     ctx = ctx or RunContext()
-    chain = [parse_filter(f) if isinstance(f, str) else f for f in filters]
+    chain = _filters(filters)
     dest = transports.parse(destination, "destination")  # fail on a bad destination early
     ctx = _with_compression(ctx, dest.options)
     with open_source(source, ctx) as image:
         sink = open_sink(destination, ctx)
         if ctx.all_platforms:
+            from .copy_index import copy_index
+
             return copy_index(image, sink, chain, ctx, reopen=_reopener(source, ctx))
         return copy_image(image, sink, chain, ctx)
+
+
+def _filters(filters: Sequence[str | Filter]) -> list[Filter]:
+    """Filters given by name (``"exclude:pattern=*.pyc"``) parsed; the others as they are."""
+    if not any(isinstance(f, str) for f in filters):
+        return [f for f in filters if not isinstance(f, str)]
+    from .filters.catalog import parse_filter
+
+    return [parse_filter(f) if isinstance(f, str) else f for f in filters]
 
 
 def _with_compression(ctx: RunContext, options: object) -> RunContext:
@@ -64,6 +76,8 @@ def _with_compression(ctx: RunContext, options: object) -> RunContext:
         level = ctx.compression_level  # the run's level belongs to the run's compression
     if (compression, level) == (ctx.compression, ctx.compression_level):
         return ctx
+    from .blobio.compression import validate_level  # the compressors load when used
+
     validate_level(compression, level)
     return dataclasses.replace(ctx, compression=compression, compression_level=level)
 

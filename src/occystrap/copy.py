@@ -18,18 +18,21 @@ import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .copy_layer import LayerCopier, Written
 from .copy_stages import Prefetch
 from .errors import OccystrapError
 from .events import image_started
-from .filters.base import Filter, ImageView
 from .image import Image, Layer
 from .model.config import ImageConfig
 from .model.descriptor import Descriptor
 from .model.manifest import Manifest
 from .model.media_types import MediaType
 from .transports.base import LayerForm, RunContext, Sink
+
+if TYPE_CHECKING:
+    from .filters.base import Filter
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +76,18 @@ class _Engine(LayerCopier):
             raise
         self.ctx.stats.add(images=1)
         result = CopyResult(image.reference, manifest, config, tuple(written), description)
+        if self.chain:
+            self._finish_filters(result)
+        return result
+
+    def _finish_filters(self, result: CopyResult) -> None:
+        """Each filter's last look at the image as written (a report, a summary)."""
+        from .filters.base import ImageView  # loaded only by a copy through filters
+
         view = ImageView(
-            image.reference,
-            manifest.digest,
-            config,
+            result.reference,
+            result.manifest.digest,
+            result.config,
             tuple(
                 {
                     "digest": str(w.descriptor.digest),
@@ -84,12 +95,11 @@ class _Engine(LayerCopier):
                     "size": w.descriptor.size,
                     "media_type": w.descriptor.media_type,
                 }
-                for w in written
+                for w in result.layers
             ),
         )
         for f in self.chain:
             f.finish(view, self.ctx.reporter)
-        return result
 
     def _layers(self) -> list[Written]:
         layers = self.image.layers

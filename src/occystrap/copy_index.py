@@ -20,11 +20,10 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from .copy import CopyResult, copy_image
 from .errors import InvalidOption, LimitExceeded, MalformedInput, UnsupportedFormat
-from .filters.base import Filter
 from .image import Image
 from .model.config import ImageConfig
 from .model.descriptor import Descriptor
@@ -40,6 +39,9 @@ from .transports.base import (
     RunContext,
     Sink,
 )
+
+if TYPE_CHECKING:
+    from .filters.base import Filter
 
 log = logging.getLogger(__name__)
 

@@ -24,13 +24,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
-from .blobio.compress import make_compressor
 from .blobio.readers import CHUNK, Reader, ReaderBase, read_chunk
-from .blobio.spool import SpooledBlob, SpoolFile
 from .closing import Closing
 from .model.digest import Digest
 
 if TYPE_CHECKING:
+    from .blobio.spool import SpooledBlob
     from .image import Layer
 
 log = logging.getLogger(__name__)
@@ -135,6 +134,8 @@ def hashed(chunks: Iterable[bytes], hasher: Any) -> Iterator[bytes]:
 
 def compressed(chunks: Iterable[bytes], compression: str, level: int | None) -> Iterator[bytes]:
     """The compressed form of ``chunks`` (deterministic, see :mod:`occystrap.blobio.compress`)."""
+    from .blobio.compress import make_compressor  # the compressors load when a route needs one
+
     compressor = make_compressor(compression, level)
     compress = compressor.compress
     for chunk in chunks:
@@ -198,6 +199,9 @@ def pack(
     they are hashed here. The temporary file is created in ``temp_dir`` and removed if
     anything fails.
     """
+    from .blobio.compress import make_compressor  # loaded by the routes that pack
+    from .blobio.spool import SpooledBlob, SpoolFile
+
     compressor = make_compressor(compression, level)
     hash_here = plain is None
     if plain is None:

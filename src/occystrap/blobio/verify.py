@@ -7,6 +7,7 @@ too many bytes fail at once, too few or a wrong digest fail at end of stream.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import DigestMismatch, SizeMismatch
@@ -22,6 +23,14 @@ class Expected(Protocol):
 
     @property
     def size(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Expect:
+    """The plainest :class:`Expected`: a digest, and the size when it is known."""
+
+    digest: Digest
+    size: int | None = None
 
 
 class HashingReader(ReaderBase):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..events import Reporter
-from ..model.config import ImageConfig
-from ..model.digest import Digest
-from ..tario.entry import TarEntry
+if TYPE_CHECKING:  # annotations only: a copy without filters need not load the tar modules
+    from ..events import Reporter
+    from ..model.config import ImageConfig
+    from ..model.digest import Digest
+    from ..tario.entry import TarEntry
 
 
 @dataclass

@@ -16,22 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from ...blobio.compression import Compression, decompressing_reader, detect
 from ...blobio.readers import Reader, ReaderBase
 from ...blobio.tee import observe_copy
-from ...blobio.verify import VerifyingReader
+from ...blobio.verify import Expect, VerifyingReader
 from ...bounds import expansion_limit
-from ...model.digest import Digest
 from .reader import LayerRef
-
-
-@dataclass(frozen=True)
-class _Expect:
-    digest: Digest
-    size: int | None
 
 
 @contextmanager
@@ -46,16 +38,16 @@ def checked(
     if ref.compression == "none" and actual is not Compression.NONE and ref.diff_id is not None:
         plain = decompressing_reader(reader, actual, limit=limit, what=label)
         yield cast(
-            BinaryIO, VerifyingReader(plain, _Expect(ref.diff_id, None), f"{label} (diff_id)")
+            BinaryIO, VerifyingReader(plain, Expect(ref.diff_id, None), f"{label} (diff_id)")
         )
     elif ref.digest is not None:
-        yield cast(BinaryIO, VerifyingReader(reader, _Expect(ref.digest, ref.size), label))
+        yield cast(BinaryIO, VerifyingReader(reader, Expect(ref.digest, ref.size), label))
     elif ref.diff_id is not None and actual is not Compression.NONE:
         diff_id = ref.diff_id
 
         def check(stream: BinaryIO) -> None:
             plain = decompressing_reader(stream, actual, limit=limit, what=label)
-            VerifyingReader(plain, _Expect(diff_id, None), f"{label} (diff_id)").finish()
+            VerifyingReader(plain, Expect(diff_id, None), f"{label} (diff_id)").finish()
 
         with observe_copy(check) as tap:
             yield tap.wrap(cast(BinaryIO, reader))

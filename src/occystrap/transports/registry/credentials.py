@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +138,8 @@ def run_helper(name: str, server: str, env: Mapping[str, str] | None = None) -> 
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise MalformedInput(f"invalid credential helper name {name[:60]!r}")
     program = f"docker-credential-{name}"
+    import subprocess  # loaded only when a helper is configured
+
     try:
         proc = subprocess.run(
             [program, "get"],

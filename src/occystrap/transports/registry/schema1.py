@@ -8,7 +8,7 @@ own (``MakeConfigFromV1Config``): entries are reversed to bottom-first; entries 
 (``id``, ``parent``, ``Size``, ``parent_id``, ``layer_id``, ``throwaway``) plus ``history`` and
 ``rootfs``. The diff_ids are not in the manifest: they are known only once each layer is
 decompressed, so the registry source fetches the layers first and calls
-:func:`config_with_diff_ids` (see ``source.py``).
+:func:`config_with_diff_ids` (see ``schema1_layers.py``).
 
 A signed manifest (``…v1+prettyjws``) is identified by the digest of its JWS payload: the
 manifest without ``signatures``, rebuilt from the protected header's ``formatLength`` and

@@ -16,10 +16,7 @@ same host can mount them. ``Image.manifest`` holds the exact bytes (so an unchan
 the digest); ``Image.index`` is the index the reference named, when it named one.
 
 Schema 1 manifests are converted (:mod:`.schema1`). Their diff_ids exist nowhere but in the
-layers, so those layers are downloaded once into temporary files (``--temp-dir``), verified and
-decompressed to compute them; the layers are then served from those files. With no size in
-the manifest, a download is capped at :data:`occystrap.bounds.MAX_UNSIZED_BLOB` bytes and
-the decompression at :func:`occystrap.bounds.expansion_limit` of the stored size.
+layers, so those layers are fetched first, into temporary files (:mod:`.schema1_layers`).
 """
 
 from __future__ import annotations
@@ -27,23 +24,17 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
-from ... import bounds
-from ...blobio.compression import decompressing_reader, peek_compression
-from ...blobio.readers import CHUNK, Reader
-from ...blobio.spool import SpooledBlob, spool
-from ...blobio.verify import VerifyingReader
 from ...errors import DigestMismatch, LimitExceeded, PlatformNotFound, SizeMismatch
 from ...image import Image, Layer
 from ...model.config import ImageConfig
 from ...model.descriptor import DEFAULT_PLATFORM, Descriptor, Platform
-from ...model.digest import Digest, Hasher
+from ...model.digest import Digest
 from ...model.jsonfile import MAX_JSON_BYTES
 from ...model.manifest import Index, Manifest, parse
-from ...model.media_types import SCHEMA1_TYPES, layer_media_type
+from ...model.media_types import SCHEMA1_TYPES
 from ..base import RunContext
 from ..options import RegistrySourceOptions
 from . import schema1
@@ -172,7 +163,9 @@ class RegistryReader:
         check_platform: bool = False,
     ) -> Image:
         if isinstance(doc, Schema1):
-            config, layers = self._schema1(doc)
+            from .schema1_layers import fetch_layers  # only a schema 1 image needs it
+
+            config, layers = fetch_layers(self, doc)
             manifest = None
         else:
             config, manifest = self._config(doc.config), doc
@@ -231,79 +224,6 @@ class RegistryReader:
         client, repo, cache, stats = self.client, self.repo, self.cache, self.ctx.stats
         cache.note(desc.digest)  # a successful job removes what an earlier run kept of it
         return lambda: open_layer(client, repo, desc.digest, desc.size, cache, stats)
-
-    # -- schema 1 -----------------------------------------------------------------------
-
-    def _schema1(self, s1: Schema1) -> tuple[ImageConfig, tuple[Layer, ...]]:
-        unique = list(dict.fromkeys(s1.layers))
-        jobs = max(1, min(self.ctx.jobs, len(unique)))
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="schema1") as pool:
-            fetched = dict(zip(unique, pool.map(self._spool, unique), strict=True))
-        diff_ids = [fetched[d][2] for d in s1.layers]
-        config = schema1.config_with_diff_ids(s1, diff_ids)
-        layers = []
-        for i, digest in enumerate(s1.layers):
-            blob, compression, diff_id = fetched[digest]
-            desc = Descriptor(layer_media_type(compression, oci=False), digest, blob.size)
-            layers.append(
-                Layer(
-                    index=i,
-                    media_type=desc.media_type,
-                    descriptor=desc,
-                    diff_id=diff_id,
-                    opener=_spooled_opener(blob, desc, f"layer {i} ({digest})"),
-                    compression=compression,
-                    history=s1.history[i],
-                    origin=self.origin,
-                )
-            )
-        self.ctx.reporter.notice(
-            f"{self.ref}: converted a schema 1 manifest ({len(layers)} layers fetched to compute diff_ids)"
-        )
-        return config, tuple(layers)
-
-    def _spool(self, digest: Digest) -> tuple[SpooledBlob, str, Digest]:
-        """Download one schema 1 layer (verified) and compute its diff_id."""
-        what = f"layer {self.client.host}/{self.repo}@{digest}"
-        with self.client.open_blob(self.repo, digest, None) as blob:
-            capped = _Capped(blob, bounds.MAX_UNSIZED_BLOB, what)
-            spooled = self.keep.enter_context(spool(capped, self.ctx.temp_dir))
-        self.ctx.stats.add(bytes_read=spooled.size)
-        with spooled.open() as f:
-            compression, peeked = peek_compression(f)
-            limit = bounds.expansion_limit(spooled.size)
-            plain = decompressing_reader(peeked, compression, limit=limit, what=what)
-            hasher = Hasher()
-            while chunk := plain.read(CHUNK):
-                hasher.update(chunk)
-        return spooled, str(compression), hasher.digest()
-
-
-class _Capped:
-    """Reads ``src`` but refuses (LimitExceeded) to go past ``limit`` bytes."""
-
-    def __init__(self, src: Reader, limit: int, what: str) -> None:
-        self.src, self.limit, self.what, self.seen = src, limit, what, 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.src.read(n if n >= 0 else CHUNK) or b""
-        self.seen += len(data)
-        if self.seen > self.limit:
-            raise LimitExceeded(
-                f"{self.what} is over the {self.limit}-byte limit for a blob of unknown size"
-            )
-        return data
-
-
-def _spooled_opener(
-    blob: SpooledBlob, desc: Descriptor, what: str
-) -> Callable[[], AbstractContextManager[BinaryIO]]:
-    @contextmanager
-    def opened() -> Iterator[BinaryIO]:
-        with blob.open() as f:
-            yield cast(BinaryIO, VerifyingReader(f, desc, what))
-
-    return opened
 
 
 __all__ = ["MAX_DEPTH", "RegistryReader", "familiar_name", "open_source"]
