@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python -m bench.compare --old HEAD~1               # against the working tree
     .venv/bin/python -m bench.compare --old A --new B --jobs B2,C0 --runs 12
+    .venv/bin/python -m bench.compare --old HEAD~1 --jobs E,E2 --tls  # registries over HTTPS
 
 Each side runs from a source tree of its own, compiled to bytecode first. A tree exported
 without bytecode compiles every module on every run when the environment sets
@@ -28,6 +29,8 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.lab.registry import Registry
 
 from .corpus import build_corpus
 from .env import PYTHON, ROOT, compile_ours, start_registries, tool_path
@@ -60,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale", type=float, default=1.0, help="corpus scale (default 1)")
     p.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
     p.add_argument("--timeout", type=float, default=600, help="seconds per run (default 600)")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="registries over HTTPS with CAs of their own (ours gets --ca-file, not --insecure)",
+    )
     return p.parse_args(argv)
 
 
@@ -118,8 +126,10 @@ def run(args: argparse.Namespace) -> str:
     run_dir = WORK / "compare-run"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    log(f"bench.compare: old {sides[0].label}, new {sides[1].label}, {args.runs} rounds")
-    regs = start_registries(run_dir, corpus)
+    over = "HTTPS" if args.tls else "plain HTTP"
+    log(f"bench.compare: old {sides[0].label}, new {sides[1].label}, {args.runs} rounds, {over}")
+    regs = start_registries(run_dir, corpus, tls=args.tls)
+    ca_file = _trust(regs, run_dir / "ca.pem") if args.tls else None
     samples: dict[str, tuple[list[Sample], list[Sample]]] = {}
     try:
         for job in jobs:
@@ -136,6 +146,7 @@ def run(args: argparse.Namespace) -> str:
                         hosts=(regs[0].host, regs[1].host),
                         out=run_dir / "out",
                         tools=(str(side.launcher), "", tool_path("skopeo")),  # no 0.4.17 here
+                        ca_file=ca_file,
                     )
                     sample = run_tool(job, "ours", ctx, args.timeout)
                     if sample is None:
@@ -149,6 +160,12 @@ def run(args: argparse.Namespace) -> str:
             reg.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
     return table(samples)
+
+
+def _trust(regs: list[Registry], path: Path) -> str:
+    """One file with both registries' CA certificates (``--ca-file`` takes one)."""
+    path.write_text("".join(Path(str(reg.ca_file)).read_text() for reg in regs))
+    return str(path)
 
 
 def _jobs(names: str) -> list[Job]:

@@ -71,13 +71,14 @@ def tool_path(name: str) -> str:
     return found
 
 
-def start_registries(work: Path, corpus: Corpus) -> list[Registry]:
-    """Two fresh registries; the corpus (OCI layout, gzip) pushed to the first."""
+def start_registries(work: Path, corpus: Corpus, tls: bool = False) -> list[Registry]:
+    """Two fresh registries, plain HTTP or (``tls``) HTTPS with a CA of their own each; the
+    corpus (OCI layout, gzip) pushed to the first."""
     regs: list[Registry] = []
     try:
         for i in (1, 2):
             shutil.rmtree(work / f"registry-{i}", ignore_errors=True)
-            regs.append(start_registry("plain", work / f"registry-{i}"))
+            regs.append(start_registry("tls" if tls else "plain", work / f"registry-{i}"))
         subprocess.run(
             [
                 tool_path("skopeo"),

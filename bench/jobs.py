@@ -34,6 +34,14 @@ class Ctx:
     ours: str
     ref: str
     skopeo: str
+    #: the registries' CA certificates when they speak TLS (``bench.compare --tls``);
+    #: None: plain HTTP
+    ca_file: str | None = None
+
+    @property
+    def registry_flags(self) -> list[str]:
+        """How ours reaches the registries: ``--insecure`` (plain HTTP) or ``--ca-file``."""
+        return ["--insecure"] if self.ca_file is None else ["--ca-file", self.ca_file]
 
     def dest_host(self, kind: Kind) -> str:
         return self.reg2 if kind == "registry2" else self.reg1
@@ -109,7 +117,7 @@ def command(job: Job, tool: Tool, ctx: Ctx) -> list[str] | None:
     flt = [arg for f in job.filters for arg in ("-f", f)]
     if tool == "ours":
         src, dst = _ours_uri(ctx, job.source, "source"), _ours_uri(ctx, job.dest, "dest")
-        return [ctx.ours, "-q", "--insecure", "process", src, dst, *flt]
+        return [ctx.ours, "-q", *ctx.registry_flags, "process", src, dst, *flt]
     if tool == "ref" and job.ref_ok:
         src, dst = _ours_uri(ctx, job.source, "source"), _ours_uri(ctx, job.dest, "dest")
         return [ctx.ref, "--insecure", "--no-verify", "process", src, dst, *flt]
@@ -128,7 +136,7 @@ def check(job: Job, ctx: Ctx) -> tuple[str | None, int | None]:
     """Sanity-check a run's output: (error or None, compressed bytes pushed or None)."""
     corpus = ctx.corpus
     if job.dest in ("registry", "registry2"):
-        with RegClient(ctx.dest_host(job.dest)) as reg:
+        with RegClient(ctx.dest_host(job.dest), ca_file=ctx.ca_file) as reg:
             try:
                 sizes = reg.layer_sizes(ctx.repo, "latest")
             except Exception as err:
@@ -236,8 +244,9 @@ def round_ctx(
     hosts: tuple[str, str],
     out: Path,
     tools: tuple[str, str, str],
+    ca_file: str | None = None,
 ) -> Ctx:
     """The context of round ``r`` of ``job`` for ``who``: its own repository name, so a push
     never finds its blobs already there. ``tools``: ours, occystrap 0.4.17, skopeo."""
     slug = job.name.lower().replace("'", "2")
-    return Ctx(corpus, hosts[0], hosts[1], out, f"bench/{slug}-{who}-{r}", *tools)
+    return Ctx(corpus, hosts[0], hosts[1], out, f"bench/{slug}-{who}-{r}", *tools, ca_file)

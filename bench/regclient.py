@@ -1,4 +1,4 @@
-"""A minimal registry client (stdlib ``http.client``, plain HTTP) for floors and output checks.
+"""A minimal registry client (stdlib ``http.client``) for floors and output checks.
 
 Only what the floors need: stream a blob, start/stream/finish an upload (chunked PATCH),
 mount a blob across repositories, read and put manifests. One keep-alive connection.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,11 +29,17 @@ class RegistryError(RuntimeError):
 
 
 class RegClient:
-    """A plain-HTTP registry at ``host`` (``127.0.0.1:PORT``)."""
+    """A registry at ``host`` (``127.0.0.1:PORT``): plain HTTP, or HTTPS trusting
+    ``ca_file``."""
 
-    def __init__(self, host: str, timeout: float = 600) -> None:
+    def __init__(self, host: str, timeout: float = 600, ca_file: str | None = None) -> None:
         self.host = host
-        self.conn = http.client.HTTPConnection(host, timeout=timeout)
+        self.conn: http.client.HTTPConnection
+        if ca_file is None:
+            self.conn = http.client.HTTPConnection(host, timeout=timeout)
+        else:
+            context = ssl.create_default_context(cafile=ca_file)
+            self.conn = http.client.HTTPSConnection(host, timeout=timeout, context=context)
 
     def close(self) -> None:
         self.conn.close()

@@ -24,6 +24,7 @@ def open_source(uri: str, ctx: RunContext | None = None) -> Iterator[Image]:
     """Open ``uri`` (e.g. ``tar://img.tar``) as an image; layers are read lazily."""
     ctx = ctx or RunContext()
     endpoint = transports.parse(uri, "source")
+    transports.prepare(endpoint, ctx)
     with transports.source_opener(endpoint)(endpoint.target, endpoint.options, ctx) as image:
         yield image
 
@@ -32,6 +33,11 @@ def open_sink(uri: str, ctx: RunContext | None = None) -> Sink:
     """A sink for ``uri`` (e.g. ``ocidir://out:v1``); nothing is visible before commit."""
     ctx = ctx or RunContext()
     endpoint = transports.parse(uri, "destination")
+    transports.prepare(endpoint, ctx)
+    return _sink(endpoint, ctx)
+
+
+def _sink(endpoint: transports.Endpoint, ctx: RunContext) -> Sink:
     return transports.sink_opener(endpoint)(endpoint.target, endpoint.options, ctx)
 
 
@@ -50,8 +56,9 @@ def process(
     chain = _filters(filters)
     dest = transports.parse(destination, "destination")  # fail on a bad destination early
     ctx = _with_compression(ctx, dest.options)
+    transports.prepare(dest, ctx)  # while the source opens
     with open_source(source, ctx) as image:
-        sink = open_sink(destination, ctx)
+        sink = _sink(dest, ctx)
         if ctx.all_platforms:
             from .copy_index import copy_index
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 from ..errors import InvalidOption, InvalidReference, UnknownScheme
 from ..options import expand_lists, parse_options, split_pairs
 from . import options as o
-from .base import Sink, SinkOpener, SourceOpener, Transport
+from .base import RunContext, Sink, SinkOpener, SourceOpener, Transport
 
 TRANSPORTS: tuple[Transport, ...] = (
     Transport(
@@ -23,6 +23,7 @@ TRANSPORTS: tuple[Transport, ...] = (
         sink_options=o.RegistrySinkOptions,
         source_factory="occystrap.transports.registry.source:open_source",
         sink_factory="occystrap.transports.registry.sink:open_sink",
+        prepare="occystrap.transports.registry.ahead:prepare",
         source_example="registry://docker.io/library/busybox:latest",
         sink_example="registry://127.0.0.1:5000/team/app:v1?insecure=true",
     ),
@@ -125,6 +126,12 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def prepare(endpoint: Endpoint, ctx: RunContext) -> None:
+    """Start the slow set-up ``endpoint`` will need (``Transport.prepare``), if any."""
+    if endpoint.transport.prepare is not None:
+        _load(endpoint.transport.prepare)(endpoint.target, endpoint.options, ctx)
+
+
 def source_opener(endpoint: Endpoint) -> SourceOpener:
     assert endpoint.transport.source_factory is not None
     opener: SourceOpener = _load(endpoint.transport.source_factory)
@@ -143,6 +150,7 @@ __all__ = [
     "Sink",
     "find",
     "parse",
+    "prepare",
     "sink_opener",
     "source_opener",
     "split_pairs",

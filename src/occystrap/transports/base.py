@@ -187,5 +187,8 @@ class Transport:
     sink_options: type[Any] | None = None
     source_factory: str | None = None
     sink_factory: str | None = None
+    #: called with (target, options, ctx) as soon as an endpoint is parsed, before the
+    #: factories' modules load, to start slow set-up early (``module:function``)
+    prepare: str | None = None
     source_example: str | None = None
     sink_example: str | None = None
