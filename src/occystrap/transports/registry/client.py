@@ -36,7 +36,7 @@ from .session import (
     _parse_digest,
     _read_capped,
 )
-from .upload import BlobSource, Readable, Uploader, UploadResult
+from .upload import MONOLITHIC_MAX, BlobSource, Readable, Uploader, UploadResult
 
 TAGS_PAGE_MAX = 64 << 20
 
@@ -240,7 +240,7 @@ class RegistryClient(RegistrySession):
         host, with one request: True when the registry did, False when it refused (the
         session it opened is cancelled), None when the request failed
         (:meth:`.upload.Uploader.mount`)."""
-        return Uploader(self, repository, chunk_size=None, monolithic_max=0).mount(digest, source)
+        return Uploader(self, repository).mount(digest, source)
 
     def upload_blob(
         self,
@@ -250,7 +250,7 @@ class RegistryClient(RegistrySession):
         size: int | None = None,
         *,
         chunk_size: int | None = None,
-        monolithic_max: int = 32 << 20,
+        monolithic_max: int = MONOLITHIC_MAX,
         mount_from: str | None = None,
         reopen: Callable[[], Readable] | None = None,
         check: bool = True,

@@ -116,15 +116,18 @@ class RegistrySink:
 
     def mount_layer(self, info: LayerWrite) -> Descriptor | None:
         source = self._origin_repository(info.source.origin)
-        if source is None or info.digest is None or info.size is None or self._mounts_refused:
+        if source is None or info.digest is None or info.size is None:
             return None
         with self._lock:
+            if self._mounts_refused:
+                return None
             if info.digest in self._held:  # another image of an index brought it already
                 return None  # has_layer answers without a request
         mounted = self.client.mount_blob(self.repo, info.digest, source)
         if not mounted:
             if mounted is False:  # refused: the source repository has every blob it served,
-                self._mounts_refused = True  # so this registry does not mount; ask no more
+                with self._lock:  # so this registry does not mount; ask no more
+                    self._mounts_refused = True
             log.info("layer %d %s: no mount from %s", info.index, info.digest, source)
             return None
         log.info("layer %d %s: mounted from %s", info.index, info.digest, source)
@@ -148,7 +151,7 @@ class RegistrySink:
     def put_layer(self, blob: BlobStream, info: LayerWrite) -> Descriptor:
         if info.digest is not None:
             origin = info.source.origin
-            mount = None if self._mounts_refused else self._mount_source(origin, info.digest)
+            mount = self._mount_source(origin, info.digest)
             with self._lock:
                 asked = info.digest in self._absent
                 self._absent.discard(info.digest)
@@ -184,7 +187,7 @@ class RegistrySink:
         with self._lock:
             origin = self._config_origin.get(config.digest)
         source = self._origin_repository(origin)  # where the layers came from
-        mount = None if self._mounts_refused else self._mount_source(origin, config.digest)
+        mount = self._mount_source(origin, config.digest)
         self.client.upload_blob(
             self.repo,
             io.BytesIO(config.raw),
@@ -216,7 +219,11 @@ class RegistrySink:
 
     def _mount_source(self, origin: str | None, digest: Digest) -> str | None:
         """The repository of this registry ``digest`` can be mounted from: where it came
-        from (``origin``) when that is here, else where an earlier push put it."""
+        from (``origin``) when that is here, else where an earlier push put it; None once
+        the registry refused a mount."""
+        with self._lock:
+            if self._mounts_refused:
+                return None
         return self._origin_repository(origin) or self.locations.where(digest, besides=self.repo)
 
     def _remember(self, digest: Digest, size: int) -> int:

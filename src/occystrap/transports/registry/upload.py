@@ -72,6 +72,11 @@ def push_scopes(repository: str, mount_from: str | None = None) -> tuple[str, ..
     return merge_scopes(scopes)
 
 
+#: The largest blob sent in one ``PUT`` when its digest and size are known and it can be
+#: read again (larger ones go in ``PATCH`` chunks).
+MONOLITHIC_MAX = 32 << 20
+
+
 class Uploader:
     """Uploads blobs to one repository through a :class:`RegistryClient`."""
 
@@ -80,8 +85,8 @@ class Uploader:
         client: RegistryClient,
         repository: str,
         *,
-        chunk_size: int | None,
-        monolithic_max: int,
+        chunk_size: int | None = None,
+        monolithic_max: int = MONOLITHIC_MAX,
     ) -> None:
         self.client, self.repository = client, repository
         self.chunk_size = None if chunk_size is None else max(1, chunk_size)
