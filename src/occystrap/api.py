@@ -24,17 +24,23 @@ def open_source(uri: str, ctx: RunContext | None = None) -> Iterator[Image]:
     """Open ``uri`` (e.g. ``tar://img.tar``) as an image; layers are read lazily."""
     ctx = ctx or RunContext()
     endpoint = transports.parse(uri, "source")
-    transports.prepare(endpoint, ctx)
-    with transports.source_opener(endpoint)(endpoint.target, endpoint.options, ctx) as image:
-        yield image
+    release = transports.prepare(endpoint, ctx)
+    try:
+        with transports.source_opener(endpoint)(endpoint.target, endpoint.options, ctx) as image:
+            yield image
+    finally:
+        release()
 
 
 def open_sink(uri: str, ctx: RunContext | None = None) -> Sink:
     """A sink for ``uri`` (e.g. ``ocidir://out:v1``); nothing is visible before commit."""
     ctx = ctx or RunContext()
     endpoint = transports.parse(uri, "destination")
-    transports.prepare(endpoint, ctx)
-    return _sink(endpoint, ctx)
+    release = transports.prepare(endpoint, ctx)
+    try:
+        return _sink(endpoint, ctx)
+    finally:
+        release()
 
 
 def _sink(endpoint: transports.Endpoint, ctx: RunContext) -> Sink:
@@ -56,14 +62,17 @@ def process(
     chain = _filters(filters)
     dest = transports.parse(destination, "destination")  # fail on a bad destination early
     ctx = _with_compression(ctx, dest.options)
-    transports.prepare(dest, ctx)  # while the source opens
-    with open_source(source, ctx) as image:
-        sink = _sink(dest, ctx)
-        if ctx.all_platforms:
-            from .copy_index import copy_index
+    release = transports.prepare(dest, ctx)  # while the source opens
+    try:
+        with open_source(source, ctx) as image:
+            sink = _sink(dest, ctx)
+            if ctx.all_platforms:
+                from .copy_index import copy_index
 
-            return copy_index(image, sink, chain, ctx, reopen=_reopener(source, ctx))
-        return copy_image(image, sink, chain, ctx)
+                return copy_index(image, sink, chain, ctx, reopen=_reopener(source, ctx))
+            return copy_image(image, sink, chain, ctx)
+    finally:
+        release()
 
 
 def _filters(filters: Sequence[str | Filter]) -> list[Filter]:

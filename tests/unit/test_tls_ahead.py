@@ -101,3 +101,31 @@ def test_only_a_host_reached_over_tls_starts_one(
     for waiting in tls._ahead:
         assert waiting.done.wait(30)
     assert made == (["tls-ahead"] if starts else [])
+
+
+def test_a_release_drops_a_context_nobody_took(made: list[str]) -> None:
+    release = tls.prepare()
+    taken = tls.prepare()
+    tls.TLSConfig().context("registry.example")  # takes the first one made ahead
+    release()  # nothing: it was taken
+    assert len(tls._ahead) == 1
+    taken()
+    assert tls._ahead == []
+
+
+def test_a_failed_run_leaves_no_context_made_ahead(made: list[str], tmp_path: Any) -> None:
+    """A long-lived process that runs copies which fail before their clients are made
+    (here: nothing listens on the source's port) must not pile up contexts."""
+    from occystrap.api import process
+    from occystrap.errors import OccystrapError
+
+    ctx = RunContext(registry=RegistrySettings(retries=0, partial_dir="off"))
+    for _ in range(3):
+        with pytest.raises(OccystrapError):
+            process("registry://127.0.0.1:1/a/b:v1", "registry://127.0.0.1:1/c/d:v1", ctx=ctx)
+    assert tls._ahead == []
+    for thread in threading.enumerate():
+        if thread.name == "tls-ahead":
+            thread.join(30)
+    # each run made two ahead (its source's and its destination's), and none where needed
+    assert made == ["tls-ahead"] * 6

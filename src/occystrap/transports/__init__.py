@@ -6,8 +6,9 @@ Adding a transport means one package, one entry here, and one row in the round-t
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from ..errors import InvalidOption, InvalidReference, UnknownScheme
@@ -126,10 +127,18 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def prepare(endpoint: Endpoint, ctx: RunContext) -> None:
-    """Start the slow set-up ``endpoint`` will need (``Transport.prepare``), if any."""
+def prepare(endpoint: Endpoint, ctx: RunContext) -> Callable[[], None]:
+    """Start the slow set-up ``endpoint`` will need (``Transport.prepare``), if any; return
+    what drops what the run did not use (call it when the run ends, however it ends)."""
     if endpoint.transport.prepare is not None:
-        _load(endpoint.transport.prepare)(endpoint.target, endpoint.options, ctx)
+        release = _load(endpoint.transport.prepare)(endpoint.target, endpoint.options, ctx)
+        if release is not None:
+            return cast(Callable[[], None], release)
+    return _nothing
+
+
+def _nothing() -> None:
+    pass
 
 
 def source_opener(endpoint: Endpoint) -> SourceOpener:

@@ -188,7 +188,8 @@ class Transport:
     source_factory: str | None = None
     sink_factory: str | None = None
     #: called with (target, options, ctx) as soon as an endpoint is parsed, before the
-    #: factories' modules load, to start slow set-up early (``module:function``)
+    #: factories' modules load, to start slow set-up early (``module:function``); it may
+    #: return a callable that drops what the run did not use
     prepare: str | None = None
     source_example: str | None = None
     sink_example: str | None = None

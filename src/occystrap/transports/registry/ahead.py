@@ -8,6 +8,7 @@ HTTP client and the transport are imported. A host reached over plain HTTP needs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ...errors import OccystrapError
@@ -16,14 +17,16 @@ from . import tls
 from .reference import parse
 
 
-def prepare(target: str, options: Any, ctx: RunContext) -> None:
-    """Start the set-up ``registry://target`` will need (see the module docstring)."""
+def prepare(target: str, options: Any, ctx: RunContext) -> Callable[[], None] | None:
+    """Start the set-up ``registry://target`` will need (see the module docstring); return
+    what drops it if the run ends without using it."""
     try:
         host = parse(target).host
     except OccystrapError:
-        return  # opening it reports the bad reference
+        return None  # opening it reports the bad reference
     plain = set(ctx.registry.insecure_hosts)
     if getattr(options, "insecure", False):
         plain.add(host)
-    if not tls.TLSConfig(insecure_hosts=frozenset(plain)).is_insecure(host):
-        tls.prepare()
+    if tls.TLSConfig(insecure_hosts=frozenset(plain)).is_insecure(host):
+        return None
+    return tls.prepare()

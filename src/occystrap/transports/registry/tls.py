@@ -20,6 +20,7 @@ import logging
 import os
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,12 +100,22 @@ _ahead: list[_Ahead] = []
 _ahead_lock = threading.Lock()
 
 
-def prepare() -> None:
+def prepare() -> Callable[[], None]:
     """Start making a context with the system's CA certificates for the next
-    :meth:`TLSConfig.context` (call once per TLS connection pool the run will open)."""
+    :meth:`TLSConfig.context` (call once per TLS connection pool the run will open).
+
+    Returns what drops it when no context was taken by the end of the run (a run that
+    failed first), so a long-lived process never piles up contexts made ahead."""
     ahead = _Ahead()
     with _ahead_lock:
         _ahead.append(ahead)
+
+    def release() -> None:
+        with _ahead_lock:
+            if ahead in _ahead:
+                _ahead.remove(ahead)
+
+    return release
 
 
 def _system_context() -> ssl.SSLContext:
