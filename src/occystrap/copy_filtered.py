@@ -19,7 +19,7 @@ import dataclasses
 import hashlib
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .blobio.readers import IterReader, drain
 from .blobio.tee import observe_copy
@@ -30,7 +30,7 @@ from .copy_cache import cache_key, from_cache
 from .copy_entries import ChangeTracker, decompressed, through_chain
 from .copy_layer import Written
 from .copy_stages import KnownBlob, Stage, chunks_of, hashed, pack
-from .filters.base import LayerView
+from .filters.base import Filter, LayerView
 from .model.media_types import layer_media_type
 from .tario.entry import TarEntry
 from .tario.reader import iter_entries
@@ -69,8 +69,7 @@ def observe(copier: LayerCopier, layer: Layer) -> Written:
 
 def rewrite(copier: LayerCopier, layer: Layer) -> Written:
     """The layer's entries through the filter chain (from the layer cache when it can)."""
-    identities = chain_identity(copier.chain) if copier.replayable else None
-    key = cache_key(copier, layer, identities)
+    key = cache_key(copier, layer, _replayable(copier.chain))
     cached = from_cache(copier, layer, key)
     if cached is not None:
         return cached
@@ -147,6 +146,14 @@ def _rewrite(copier: LayerCopier, layer: Layer, rec: Recording) -> Written:
         with blob.open() as spooled:
             desc = sink.put_layer(KnownBlob(rec.tee(spooled), blob.digest), info)
         return Written(desc, packed.diff_id, outcome, unchanged=False)
+
+
+def _replayable(chain: list[Filter]) -> list[dict[str, Any]] | None:
+    """The chain's identities for the layer cache, or None when its result must not be
+    replayed from there (a filter observes, or does not rewrite)."""
+    if not all(f.rewrites_layers and not f.observes_layers for f in chain):
+        return None
+    return chain_identity(chain)
 
 
 def _view(copier: LayerCopier, layer: Layer) -> LayerView:

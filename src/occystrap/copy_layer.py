@@ -101,9 +101,6 @@ class LayerCopier:
         self.oci = self._family_is_oci()
         self._local = threading.local()
         self.cache = ctx.layer_cache
-        #: every filter of the chain rewrites and none observes: the rewrite route's
-        #: results may be cached
-        self.replayable = all(f.rewrites_layers and not f.observes_layers for f in self.chain)
 
     def _family_is_oci(self) -> bool:
         if self.ctx.compression == "zstd":
@@ -178,31 +175,27 @@ class LayerCopier:
             digest = layer.stored_digest
             # the source verifies the stored bytes against their descriptor as they stream
             blob = KnownBlob(stream, digest) if digest is not None else HashingReader(stream)
-            media_type = self.media_type_for(layer)
-            info = LayerWrite(
-                layer.index,
-                media_type,
-                digest,
-                layer.stored_size,
-                layer.diff_id,
-                layer,
-            )
-            desc = self.sink.put_layer(blob, info)
+            desc = self.sink.put_layer(blob, self._stored_write(layer))
             return Written(desc, layer.diff_id, "copied", unchanged=True)
 
     def _mount(self, layer: Layer) -> Descriptor | None:
         """For a sink that mounts (a registry): the layer taken by reference from another
         repository of the same registry that holds it, before anything is asked or read.
         None when the sink cannot (the layer did not come from there, or it refused)."""
-        d = layer.descriptor
-        if not self.sink.capabilities.mounts_layers or d is None:
+        if not self.sink.capabilities.mounts_layers or layer.descriptor is None:
             return None
-        return cast(MountingSink, self.sink).mount_layer(self._stored_write(layer, d))
+        return cast(MountingSink, self.sink).mount_layer(self._stored_write(layer))
 
-    def _stored_write(self, layer: Layer, d: Descriptor) -> LayerWrite:
-        """The LayerWrite of the layer's stored blob, unchanged."""
+    def _stored_write(self, layer: Layer) -> LayerWrite:
+        """The LayerWrite of the layer's stored blob, unchanged (digest and size as the
+        source knows them)."""
         return LayerWrite(
-            layer.index, self.media_type_for(layer), d.digest, d.size, layer.diff_id, layer
+            layer.index,
+            self.media_type_for(layer),
+            layer.stored_digest,
+            layer.stored_size,
+            layer.diff_id,
+            layer,
         )
 
     def _adopt(self, layer: Layer) -> Descriptor | None:
@@ -210,11 +203,10 @@ class LayerCopier:
         end, so that its source keeps a complete copy on disk, verified as it was read,
         and let the sink hard-link it. The download is then written once, not once into
         the resume cache and again by the sink. None when there is no such copy."""
-        d = layer.descriptor
         if (
             not self.sink.capabilities.adopts_local_copies
             or layer.local_copy is None
-            or d is None
+            or layer.descriptor is None
             or self.tap is not None
         ):
             return None
@@ -223,7 +215,7 @@ class LayerCopier:
         path = layer.local_copy()
         if path is None:
             return None
-        return cast(AdoptingSink, self.sink).adopt_layer(path, self._stored_write(layer, d))
+        return cast(AdoptingSink, self.sink).adopt_layer(path, self._stored_write(layer))
 
     # -- stream plumbing ----------------------------------------------------------------
 

@@ -24,9 +24,7 @@ def prepare(target: str, options: Any, ctx: RunContext) -> Callable[[], None] | 
         host = parse(target).host
     except OccystrapError:
         return None  # opening it reports the bad reference
-    plain = set(ctx.registry.insecure_hosts)
-    if getattr(options, "insecure", False):
-        plain.add(host)
-    if tls.TLSConfig(insecure_hosts=frozenset(plain)).is_insecure(host):
+    plain = tls.plain_hosts(ctx.registry.insecure_hosts, host, getattr(options, "insecure", False))
+    if tls.TLSConfig(insecure_hosts=plain).is_insecure(host):  # as open_client will decide
         return None
     return tls.prepare()

@@ -16,7 +16,7 @@ from ..base import RunContext
 from .client import RegistryClient
 from .credentials import lookup
 from .retry import RetryPolicy
-from .tls import TLSConfig
+from .tls import TLSConfig, plain_hosts
 
 #: Values of ``RegistrySettings.partial_dir`` or ``locations_dir`` that switch it off.
 SWITCHED_OFF = ("", "off", "none")
@@ -30,14 +30,11 @@ def open_client(
     no_verify = set() if settings.tls_verify else {"*"}
     if not tls_verify:
         no_verify.add(host)
-    plain = set(settings.insecure_hosts)
-    if insecure:
-        plain.add(host)
     tls = TLSConfig(
         ca_file=settings.ca_file,
         cert_dir=settings.cert_dir,
         no_verify_hosts=frozenset(no_verify),
-        insecure_hosts=frozenset(plain),
+        insecure_hosts=plain_hosts(settings.insecure_hosts, host, insecure),
     )
     credentials = lookup(host, username=settings.username, password=settings.password)
     return RegistryClient(

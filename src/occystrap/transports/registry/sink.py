@@ -150,8 +150,7 @@ class RegistrySink:
 
     def put_layer(self, blob: BlobStream, info: LayerWrite) -> Descriptor:
         if info.digest is not None:
-            origin = info.source.origin
-            mount = self._mount_source(origin, info.digest)
+            mount = self._mount_source(info.source.origin, info.digest)
             with self._lock:
                 asked = info.digest in self._absent
                 self._absent.discard(info.digest)

@@ -20,7 +20,7 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +77,12 @@ class TLSConfig:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         return ctx
+
+
+def plain_hosts(run_hosts: Iterable[str], host: str, insecure: bool) -> frozenset[str]:
+    """The hosts reached over plain HTTP: the run's (``RegistrySettings.insecure_hosts``),
+    and ``host`` too when its URI says ``?insecure=true``."""
+    return frozenset(run_hosts) | ({host} if insecure else frozenset())
 
 
 class _Ahead:
