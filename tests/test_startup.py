@@ -58,11 +58,17 @@ CONVERTING = {
     "occystrap.blobio.compress",
     "occystrap.tario.check",
 }
-#: Modules no copy of one image without filters needs.
+#: Modules no copy of one image without filters needs, between a registry and a layout or
+#: a registry: other transports' options, schema 1's conversion.
 ELSEWHERE = {
     "occystrap.copy_index",
     "occystrap.filters.catalog",
+    "occystrap.transports.registry.schema1",
     "occystrap.transports.registry.schema1_layers",
+    "occystrap.transports.dockerarchive.options",
+    "occystrap.transports.directory.options",
+    "occystrap.transports.bundle.options",
+    "occystrap.transports.daemon.options",
 }
 
 
@@ -103,6 +109,9 @@ def test_a_pull_into_a_layout_loads_only_the_pass_route(tmp_path: Path, pushed: 
                      f"ocidir://{tmp_path}/layout:v1")  # fmt: skip
     assert (tmp_path / "layout" / "index.json").is_file()
     assert "occystrap.copy_layer" in modules  # the probe sees the engine
+    assert {"occystrap.transports.registry.options", "occystrap.transports.ocilayout.options"} <= (
+        modules
+    )  # and the options of the transports the run uses
     assert not (extra := modules & (FILTERED | CONVERTING | ELSEWHERE)), extra
 
 
@@ -126,6 +135,7 @@ def test_a_pull_into_a_tarball_loads_the_converting_route(tmp_path: Path, pushed
                      f"tar://{tmp_path}/out.tar")  # fmt: skip
     assert (tmp_path / "out.tar").is_file()
     assert not (missing := CONVERTING - modules), missing
+    assert "occystrap.transports.dockerarchive.options" in modules  # its sink's options
     # the tar sink writes tar (occystrap.tario), but no layer goes through filters
     assert "occystrap.copy_filtered" not in modules
 

@@ -99,8 +99,8 @@ def test_help_lists_every_scheme_option_and_filter(args: tuple[str, ...]) -> Non
         for alias in t.aliases:
             assert f"{alias}://" in block, f"{t.scheme}: alias {alias} missing"
         for role, cls, example in (
-            ("source", t.source_options, t.source_example),
-            ("dest", t.sink_options, t.sink_example),
+            ("source", t.options_class("source"), t.source_example),
+            ("dest", t.options_class("sink"), t.sink_example),
         ):
             if cls is None:
                 assert f"?{role} options" not in block
@@ -175,7 +175,10 @@ def test_unknown_scheme_lists_every_scheme(role: str, archive: Path, out: Path) 
 def _uri_cases() -> list[Any]:
     cases = []
     for t in TRANSPORTS:
-        for role, cls in (("source", t.source_options), ("destination", t.sink_options)):
+        for role, cls in (
+            ("source", t.options_class("source")),
+            ("destination", t.options_class("sink")),
+        ):
             if cls is not None:
                 cases.append(pytest.param(t.scheme, role, cls, id=f"{t.scheme}-{role}"))
     return cases

@@ -485,8 +485,8 @@ def test_abort_loads_nothing(
 
 def test_sink_checks_the_daemon_first(fixture_image: Fixture, tmp_path: Path) -> None:
     from occystrap.transports.base import RunContext
+    from occystrap.transports.daemon.options import DaemonSinkOptions
     from occystrap.transports.daemon.sink import open_sink
-    from occystrap.transports.options import DaemonSinkOptions
 
     with pytest.raises(DaemonError, match="no Docker/Podman daemon socket"):
         open_sink("a/b:c", DaemonSinkOptions(socket=str(tmp_path / "none.sock")), RunContext())

@@ -192,7 +192,7 @@ from occystrap.blobio.spool import atomic_write
 from occystrap.transports.base import LayerWrite, RunContext
 from occystrap.transports.directory import catalog
 from occystrap.transports.directory.sink import DirectorySink
-from occystrap.transports.options import DirSinkOptions
+from occystrap.transports.directory.options import DirSinkOptions
 
 root, mode = sys.argv[1], sys.argv[2]
 if mode == "commit-kill":

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from occystrap.transports.base import RegistrySettings, RunContext
-from occystrap.transports.options import RegistrySourceOptions
 from occystrap.transports.registry import ahead, tls
+from occystrap.transports.registry.options import RegistrySourceOptions
 
 
 @pytest.fixture

@@ -45,8 +45,8 @@ def schemes_help() -> str:
         alias = f" (alias: {', '.join(a + '://' for a in t.aliases)})" if t.aliases else ""
         lines.append(f"  {t.scheme}://  [{roles}] {t.summary}{alias}")
         for role, cls, example in (
-            ("source", t.source_options, t.source_example),
-            ("dest", t.sink_options, t.sink_example),
+            ("source", t.options_class("source"), t.source_example),
+            ("dest", t.options_class("sink"), t.sink_example),
         ):
             if cls is None:
                 continue

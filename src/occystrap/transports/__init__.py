@@ -5,7 +5,6 @@ Adding a transport means one package, one entry here, and one row in the round-t
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -13,15 +12,14 @@ from urllib.parse import parse_qsl
 
 from ..errors import InvalidOption, InvalidReference, UnknownScheme
 from ..options import expand_lists, parse_options, split_pairs
-from . import options as o
-from .base import RunContext, Sink, SinkOpener, SourceOpener, Transport
+from .base import RunContext, Sink, SinkOpener, SourceOpener, Transport, load
 
 TRANSPORTS: tuple[Transport, ...] = (
     Transport(
         "registry",
         "a Docker/OCI registry (Distribution API)",
-        source_options=o.RegistrySourceOptions,
-        sink_options=o.RegistrySinkOptions,
+        source_options="occystrap.transports.registry.options:RegistrySourceOptions",
+        sink_options="occystrap.transports.registry.options:RegistrySinkOptions",
         source_factory="occystrap.transports.registry.source:open_source",
         sink_factory="occystrap.transports.registry.sink:open_sink",
         prepare="occystrap.transports.registry.ahead:prepare",
@@ -31,8 +29,8 @@ TRANSPORTS: tuple[Transport, ...] = (
     Transport(
         "docker",
         "a Docker or Podman daemon over the Engine API (unix socket)",
-        source_options=o.DaemonSourceOptions,
-        sink_options=o.DaemonSinkOptions,
+        source_options="occystrap.transports.daemon.options:DaemonSourceOptions",
+        sink_options="occystrap.transports.daemon.options:DaemonSinkOptions",
         source_factory="occystrap.transports.daemon.source:open_source",
         sink_factory="occystrap.transports.daemon.sink:open_sink",
         source_example="docker://busybox:latest?socket=/run/podman/podman.sock",
@@ -42,8 +40,8 @@ TRANSPORTS: tuple[Transport, ...] = (
         "tar",
         "a docker-save tarball (docker load / podman load format); '-' is stdin/stdout",
         aliases=("file", "docker-archive"),
-        source_options=o.TarSourceOptions,
-        sink_options=o.TarSinkOptions,
+        source_options="occystrap.transports.dockerarchive.options:TarSourceOptions",
+        sink_options="occystrap.transports.dockerarchive.options:TarSinkOptions",
         source_factory="occystrap.transports.dockerarchive.source:open_source",
         sink_factory="occystrap.transports.dockerarchive.sink:open_sink",
         source_example="tar://busybox.tar?image=busybox:latest",
@@ -53,8 +51,8 @@ TRANSPORTS: tuple[Transport, ...] = (
         "ocidir",
         "an OCI image layout directory, PATH[:REF]",
         aliases=("oci-layout",),
-        source_options=o.OciDirSourceOptions,
-        sink_options=o.OciDirSinkOptions,
+        source_options="occystrap.transports.ocilayout.options:OciDirSourceOptions",
+        sink_options="occystrap.transports.ocilayout.options:OciDirSinkOptions",
         source_factory="occystrap.transports.ocilayout.source:open_source",
         sink_factory="occystrap.transports.ocilayout.sink:open_sink",
         source_example="ocidir://./layout:v1",
@@ -64,7 +62,7 @@ TRANSPORTS: tuple[Transport, ...] = (
         "dir",
         "a directory of layer tarballs, optionally shared (unique_names) or expanded",
         aliases=("directory",),
-        sink_options=o.DirSinkOptions,
+        sink_options="occystrap.transports.directory.options:DirSinkOptions",
         sink_factory="occystrap.transports.directory.sink:open_sink",
         sink_example="dir://./store?unique_names=true&expand=true",
     ),
@@ -72,7 +70,7 @@ TRANSPORTS: tuple[Transport, ...] = (
         "oci",
         "an OCI runtime bundle for runc (config.json + rootfs/)",
         aliases=("bundle",),
-        sink_options=o.BundleSinkOptions,
+        sink_options="occystrap.transports.bundle.options:BundleSinkOptions",
         sink_factory="occystrap.transports.bundle.sink:open_sink",
         sink_example="oci://./bundle",
     ),
@@ -108,7 +106,7 @@ def parse(uri: str, role: str) -> Endpoint:
         raise InvalidReference(f"{uri!r} is not a URI; expected SCHEME://..., e.g. tar://image.tar")
     transport = find(scheme)
     target, _, query = rest.partition("?")
-    opts_cls = transport.source_options if role == "source" else transport.sink_options
+    opts_cls = transport.options_class("source" if role == "source" else "sink")
     if opts_cls is None:
         can = "destination" if role == "source" else "source"
         raise InvalidReference(f"{transport.scheme}:// can only be used as a {can}")
@@ -122,16 +120,11 @@ def parse(uri: str, role: str) -> Endpoint:
     return Endpoint(transport, target, options, uri)
 
 
-def _load(path: str) -> Any:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def prepare(endpoint: Endpoint, ctx: RunContext) -> Callable[[], None]:
     """Start the slow set-up ``endpoint`` will need (``Transport.prepare``), if any; return
     what drops what the run did not use (call it when the run ends, however it ends)."""
     if endpoint.transport.prepare is not None:
-        release = _load(endpoint.transport.prepare)(endpoint.target, endpoint.options, ctx)
+        release = load(endpoint.transport.prepare)(endpoint.target, endpoint.options, ctx)
         if release is not None:
             return cast(Callable[[], None], release)
     return _nothing
@@ -143,13 +136,13 @@ def _nothing() -> None:
 
 def source_opener(endpoint: Endpoint) -> SourceOpener:
     assert endpoint.transport.source_factory is not None
-    opener: SourceOpener = _load(endpoint.transport.source_factory)
+    opener: SourceOpener = load(endpoint.transport.source_factory)
     return opener
 
 
 def sink_opener(endpoint: Endpoint) -> SinkOpener:
     assert endpoint.transport.sink_factory is not None
-    opener: SinkOpener = _load(endpoint.transport.sink_factory)
+    opener: SinkOpener = load(endpoint.transport.sink_factory)
     return opener
 
 

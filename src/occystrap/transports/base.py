@@ -23,11 +23,12 @@ the index *without* ``commit`` in between (``begin`` is called once per image), 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from ..events import NullReporter, Reporter, Stats
 from ..image import Image, Layer
@@ -178,13 +179,15 @@ SinkOpener = Callable[[str, Any, RunContext], Sink]
 
 @dataclass(frozen=True)
 class Transport:
-    """A URI scheme and what it can do. Factories are imported lazily (``module:function``)."""
+    """A URI scheme and what it can do. Option classes and factories are named
+    (``module:name``) and imported when a run uses them, so a run loads only its own
+    transports' modules."""
 
     scheme: str
     summary: str
     aliases: tuple[str, ...] = ()
-    source_options: type[Any] | None = None
-    sink_options: type[Any] | None = None
+    source_options: str | None = None
+    sink_options: str | None = None
     source_factory: str | None = None
     sink_factory: str | None = None
     #: called with (target, options, ctx) as soon as an endpoint is parsed, before the
@@ -193,3 +196,15 @@ class Transport:
     prepare: str | None = None
     source_example: str | None = None
     sink_example: str | None = None
+
+    def options_class(self, role: Literal["source", "sink"]) -> type[Any] | None:
+        """The frozen dataclass of this transport's options as a source or a sink; None when
+        the transport cannot play that role."""
+        name = self.source_options if role == "source" else self.sink_options
+        return None if name is None else cast("type[Any]", load(name))
+
+
+def load(name: str) -> Any:
+    """The object a ``module:name`` string names, importing its module."""
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -47,7 +47,7 @@ from ...tario.reader import iter_entries
 from ...unpack import ROOTLESS, ApplyOptions, LayerStats, apply_layer, build_runtime_config
 from ...unpack.whiteouts import remove_tree
 from ..base import BlobStream, LayerForm, LayerWrite, RunContext, SinkCapabilities
-from ..options import BundleSinkOptions
+from .options import BundleSinkOptions
 
 log = logging.getLogger(__name__)
 

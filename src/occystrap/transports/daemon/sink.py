@@ -41,8 +41,8 @@ from ..dockerarchive.manifest_json import (
     split_repo_tag,
 )
 from ..dockerarchive.tarheader import DIRTYPE, END_OF_ARCHIVE, header, member, padding
-from ..options import DaemonSinkOptions
 from .client import DaemonClient
+from .options import DaemonSinkOptions
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from ..dockerarchive.layout import blob_path
 from ..dockerarchive.manifest_json import split_repo_tag
 from ..dockerarchive.reader import Plan, image_from_plan
 from ..dockerarchive.stream import ArchiveStream
-from ..options import DaemonSourceOptions
 from .client import PLATFORM_API_VERSION, DaemonClient
+from .options import DaemonSourceOptions
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from ...model.media_types import MediaType
 from ...tario.reader import iter_entries
 from ...unpack.apply import apply_layer
 from ..base import BlobStream, LayerForm, LayerWrite, RunContext, SinkCapabilities
-from ..options import DirSinkOptions
 from . import catalog
+from .options import DirSinkOptions
 from .workdir import WorkDir, sweep, sweep_json_temps
 
 log = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ from ...model.digest import Digest
 from ...model.manifest import Manifest
 from ...model.media_types import MediaType
 from ..base import BlobStream, LayerForm, LayerWrite, RunContext, SinkCapabilities
-from ..options import TarSinkOptions
 from .manifest_json import output_repo_tag, render_manifest_json, render_repositories
+from .options import TarSinkOptions
 from .tarheader import BLOCK, DIRTYPE, END_OF_ARCHIVE, header, member, padding
 
 log = logging.getLogger(__name__)

@@ -31,9 +31,9 @@ from ...image import Image, Opener
 from ...model.digest import Digest
 from ...model.jsonfile import MAX_JSON_BYTES
 from ..base import RunContext
-from ..options import TarSourceOptions
 from .checks import CountingReader, checked
 from .members import Member, MemberTable, index_seekable
+from .options import TarSourceOptions
 from .reader import LayerRef, Plan, build_plan, image_from_plan
 from .stream import ArchiveStream
 

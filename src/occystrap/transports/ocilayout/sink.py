@@ -41,7 +41,6 @@ from ...model.jsonfile import dump_canonical
 from ...model.manifest import Index, Manifest
 from ...model.media_types import MediaType
 from ..base import BlobStream, LayerForm, LayerWrite, RunContext, SinkCapabilities
-from ..options import OciDirSinkOptions
 from . import tidy
 from .layout import (
     INDEX_FILE,
@@ -58,6 +57,7 @@ from .layout import (
     split_target,
     with_entry,
 )
+from .options import OciDirSinkOptions
 
 log = logging.getLogger(__name__)
 

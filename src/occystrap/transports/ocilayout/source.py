@@ -38,7 +38,6 @@ from ...model.descriptor import DEFAULT_PLATFORM, Descriptor, Platform
 from ...model.manifest import Index, Manifest, parse
 from ...model.media_types import MediaType
 from ..base import RunContext
-from ..options import OciDirSourceOptions
 from .layout import (
     INDEX_FILE,
     MAX_INDEX_BYTES,
@@ -50,6 +49,7 @@ from .layout import (
     ref_names,
     split_source_target,
 )
+from .options import OciDirSourceOptions
 
 #: How many image indexes may be nested below index.json.
 MAX_DEPTH = 8

@@ -51,10 +51,10 @@ from ...model.digest import Digest
 from ...model.manifest import Index, Manifest
 from ...model.media_types import MediaType
 from ..base import BlobStream, LayerForm, LayerWrite, RunContext, SinkCapabilities
-from ..options import RegistrySinkOptions
 from .client import RegistryClient
 from .connect import locations_dir, open_client
 from .locations import BlobLocations
+from .options import RegistrySinkOptions
 from .reference import RegistryReference
 from .reference import parse as parse_reference
 from .upload import Readable

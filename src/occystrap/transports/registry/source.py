@@ -25,7 +25,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ...errors import DigestMismatch, LimitExceeded, PlatformNotFound, SizeMismatch
 from ...image import Image, Layer
@@ -36,22 +36,21 @@ from ...model.jsonfile import MAX_JSON_BYTES
 from ...model.manifest import Index, Manifest, parse
 from ...model.media_types import SCHEMA1_TYPES
 from ..base import RunContext
-from ..options import RegistrySourceOptions
-from . import schema1
 from .blobcache import BlobCache
 from .client import RegistryClient
 from .connect import open_client, partial_dir
 from .fetch import open_layer
+from .options import RegistrySourceOptions
 from .reference import DOCKER_HUB, RegistryReference
 from .reference import parse as parse_reference
-from .schema1 import Schema1
+
+if TYPE_CHECKING:
+    from .schema1 import Schema1
 
 log = logging.getLogger(__name__)
 
 #: How many image indexes may be nested below the one a reference names.
 MAX_DEPTH = 8
-
-Document = Manifest | Index | Schema1
 
 
 @contextmanager
@@ -118,12 +117,14 @@ class RegistryReader:
 
     # -- manifests ----------------------------------------------------------------------
 
-    def _fetch(self, reference: str, expected: Descriptor | None) -> Document:
+    def _fetch(self, reference: str, expected: Descriptor | None) -> Manifest | Index | Schema1:
         got = self.client.get_manifest(self.repo, reference)
         what = f"manifest {self.client.host}/{self.repo}@{got.digest}"
         if expected is not None and len(got.raw) != expected.size:
             raise SizeMismatch(what, expected.size, len(got.raw))
         if got.media_type in SCHEMA1_TYPES:
+            from . import schema1  # loaded only for a schema 1 image
+
             s1 = schema1.parse(got.raw, what)
             if got.digest not in (s1.digest, Digest.of_bytes(got.raw, got.digest.algorithm)):
                 raise DigestMismatch(what, str(got.digest), str(s1.digest))
@@ -162,7 +163,7 @@ class RegistryReader:
         entry: Descriptor | None,
         check_platform: bool = False,
     ) -> Image:
-        if isinstance(doc, Schema1):
+        if not isinstance(doc, Manifest):  # schema 1
             from .schema1_layers import fetch_layers  # only a schema 1 image needs it
 
             config, layers = fetch_layers(self, doc)
