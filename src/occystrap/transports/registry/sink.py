@@ -150,7 +150,8 @@ class RegistrySink:
 
     def put_layer(self, blob: BlobStream, info: LayerWrite) -> Descriptor:
         if info.digest is not None:
-            mount = self._mount_source(info.source.origin, info.digest)
+            source = self._origin_repository(info.source.origin)
+            mount = self._mount_source(source, info.digest)
             with self._lock:
                 asked = info.digest in self._absent
                 self._absent.discard(info.digest)
@@ -186,7 +187,7 @@ class RegistrySink:
         with self._lock:
             origin = self._config_origin.get(config.digest)
         source = self._origin_repository(origin)  # where the layers came from
-        mount = self._mount_source(origin, config.digest)
+        mount = self._mount_source(source, config.digest)
         self.client.upload_blob(
             self.repo,
             io.BytesIO(config.raw),
@@ -216,14 +217,14 @@ class RegistrySink:
                 return repository
         return None
 
-    def _mount_source(self, origin: str | None, digest: Digest) -> str | None:
-        """The repository of this registry ``digest`` can be mounted from: where it came
-        from (``origin``) when that is here, else where an earlier push put it; None once
-        the registry refused a mount."""
+    def _mount_source(self, source: str | None, digest: Digest) -> str | None:
+        """The repository of this registry ``digest`` can be mounted from: ``source``, the
+        repository it came from when that is here (:meth:`_origin_repository`), else where
+        an earlier push put it; None once the registry refused a mount."""
         with self._lock:
             if self._mounts_refused:
                 return None
-        return self._origin_repository(origin) or self.locations.where(digest, besides=self.repo)
+        return source or self.locations.where(digest, besides=self.repo)
 
     def _remember(self, digest: Digest, size: int) -> int:
         with self._lock:

@@ -212,21 +212,23 @@ class Uploader:
         self, url: httpx.URL, digest: Digest, mount: str, scopes: tuple[str, ...]
     ) -> httpx.Response | None:
         """POST asking to mount ``digest`` from ``mount``: the response when it is 201
-        (mounted) or 202 (refused, an upload session opened instead), else None, and the
-        caller opens a plain session (the hint may name a repository gone or unreadable)."""
+        (mounted) or 202 (refused, an upload session opened instead), else None (the hint
+        may name a repository gone or unreadable). What follows is the caller's: an upload
+        (:meth:`_start`) or the sink's own check and copy (:meth:`mount`), so the log lines
+        here say only what the registry answered."""
         asking = url.copy_merge_params({"mount": str(digest), "from": mount})
         try:
             response = self.client.request(
                 "POST", asking, scopes=scopes, what=self.what, content=b""
             )
         except OccystrapError as e:
-            log.info("%s: mount from %s failed (%s); uploading", self.what, mount, e)
+            log.info("%s: mount from %s failed (%s)", self.what, mount, e)
             return None
         if response.status_code in (201, 202):
             if response.status_code == 202:
-                log.debug("%s: mount from %s refused; uploading", self.what, mount)
+                log.debug("%s: mount from %s refused", self.what, mount)
             return response
-        log.info("%s: mount from %s answered %d; uploading", self.what, mount, response.status_code)
+        log.info("%s: mount from %s answered %d", self.what, mount, response.status_code)
         response.close()
         return None
 
