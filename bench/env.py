@@ -4,7 +4,9 @@
 * ``compile_ours``: our bytecode compiled, as pip compiles an installed package's;
 * ``start_registries``: two fresh plain-HTTP ``docker-registry`` instances on 127.0.0.1
   (tests/lab/registry.py), the corpus pushed to the first with skopeo;
-* ``machine``: what the results depend on (CPU, memory, kernel, Python, libraries, tools).
+* ``machine``: what the results depend on (CPU, memory, kernel, Python, libraries, tools);
+* ``page_reporting``: whether the guest hands freed memory back to its host (see
+  :data:`bench.runner.SETTLE`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,24 @@ def start_registries(work: Path, corpus: Corpus, tls: bool = False) -> list[Regi
     return regs
 
 
+#: the virtio balloon's feature bits; bit 5 is VIRTIO_BALLOON_F_REPORTING (free page reporting)
+BALLOON_FEATURES = Path("/sys/bus/virtio/drivers/virtio_balloon")
+REPORTING_BIT = 5
+
+
+def page_reporting() -> bool:
+    """Whether this machine is a VM whose balloon reports free pages to the host. The host
+    then takes those pages back, and the next write into them faults them in again."""
+    for features in BALLOON_FEATURES.glob("*/features"):
+        try:
+            bits = features.read_text().strip()
+        except OSError:
+            continue
+        if len(bits) > REPORTING_BIT and bits[REPORTING_BIT] == "1":
+            return True
+    return False
+
+
 def _first_line(cmd: list[str]) -> str:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
@@ -159,6 +179,7 @@ def machine(ours: str, ref: str) -> dict[str, str]:
         "skopeo": _first_line([tool_path("skopeo"), "--version"]),
         "registry": _first_line([tool_path("docker-registry"), "--version"]),
         "load": load(),
+        "page_reporting": "on" if page_reporting() else "off",
         "startup": ", ".join(
             f"{name} {startup_seconds(cmd):.2f} s"
             for name, cmd in (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .corpus import Corpus
 from .jobs import JOBS, Job, Tool
-from .runner import Sample
+from .runner import SETTLE, Sample
 
 RSS_LIMIT = 150 * 1024 * 1024
 FLOOR_LIMIT = 1.5
@@ -187,6 +187,13 @@ def results_block(
         f"- Tools: ours = `{machine['ours']}`; {machine['ref']}; {machine['skopeo']}; "
         f"{machine['registry']}.",
         f"- Start-up alone (`--version`/`--help`, median of 3): {machine['startup']}.",
+        f"- Free page reporting to the host: {machine.get('page_reporting', '?')}"
+        + (
+            f" (every run, floors included, starts {SETTLE:.0f} s after its output was removed)"
+            if SETTLE
+            else ""
+        )
+        + ".",
         f"- Corpus: scale {corpus.scale}, seed {corpus.seed}: {mib:.0f} MB uncompressed, "
         f"{corpus.compressed / 1e6:.0f} MB gzip -6, {sum(corpus.entries)} tar entries in "
         f"{len(corpus.entries)} layers ({', '.join(_size(x) for x in corpus.tar_sizes)}).",
