@@ -105,10 +105,10 @@ BALLOON_FEATURES = Path("/sys/bus/virtio/drivers/virtio_balloon")
 REPORTING_BIT = 5
 
 
-def page_reporting() -> bool:
+def page_reporting(driver: Path = BALLOON_FEATURES) -> bool:
     """Whether this machine is a VM whose balloon reports free pages to the host. The host
     then takes those pages back, and the next write into them faults them in again."""
-    for features in BALLOON_FEATURES.glob("*/features"):
+    for features in driver.glob("*/features"):
         try:
             bits = features.read_text().strip()
         except OSError:

@@ -6,8 +6,8 @@ time from launch to exit. The wrapper's own start-up (about 30 ms) is left out: 
 no tool, and the floors, measured in the harness's process, do not pay it either. The output
 directory is emptied and ``sync`` called before each run, so one run's write-back does not
 slow the next; cleaning is not timed. On a VM that reports free pages to its host, every run
-(tools and floors alike) then waits :data:`SETTLE` seconds, so that every run writes into
-memory in the same state. A tool that fails becomes a ``Sample`` with a one-line
+(tools and floors alike) then waits :data:`SETTLE` seconds, so that no run writes into the
+pages the run before it has just freed. A tool that fails becomes a ``Sample`` with a one-line
 error, never an exception.
 """
 
@@ -29,13 +29,13 @@ from .jobs import Ctx, Job, Tool, check, command
 
 #: Seconds every run waits after its output directory was emptied, on a VM whose balloon
 #: reports free pages to the host (``env.page_reporting``). The kernel reports pages that
-#: stayed free about 2 s; the host takes them back, and the next write into them faults
+#: stayed free about 2 s; the host may take them back, and the next write into them faults
 #: them in again: writing 353 MB into the page cache took 0.11-0.15 s within a few ms of
 #: freeing the previous output, and 0.75-0.88 s 2 s or more after it (docs/performance.md,
 #: eleventh session). A floor, measured in the harness's process, starts writing within
 #: microseconds and so reused the pages just freed, while a tool starts writing after its
-#: start-up (0.02-0.5 s) and often found them taken back. After the wait, every run writes
-#: into memory the host has taken back, as after any pause on this machine.
+#: start-up (0.02-0.5 s) and often found them handed back. After the wait, every run writes
+#: into memory the host was offered, as after any pause on this machine.
 SETTLE = 3.0 if page_reporting() else 0.0
 
 #: skopeo's blob-info cache (root; c/image 5.23 has no flag or variable to move it). With

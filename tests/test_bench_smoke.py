@@ -14,6 +14,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -151,3 +153,38 @@ def test_jobs_are_selected_by_name_in_table_order() -> None:
         "b",
         "c",
     )
+
+
+def test_page_reporting_is_read_from_the_balloon_features(tmp_path: Path) -> None:
+    """Bit 5 of a virtio balloon's feature string (VIRTIO_BALLOON_F_REPORTING) makes every
+    bench run wait before it starts; other bits, or no balloon, do not."""
+    from bench.env import page_reporting
+
+    assert page_reporting(tmp_path / "absent") is False
+    device = tmp_path / "virtio3"
+    device.mkdir()
+    (device / "features").write_text("0110000100000000\n")  # stats, deflate-on-oom, bit 7
+    assert page_reporting(tmp_path) is False
+    other = tmp_path / "virtio4"
+    other.mkdir()
+    (other / "features").write_text("0110010100000000\n")
+    assert page_reporting(tmp_path) is True
+
+
+def test_every_run_waits_the_same_after_cleaning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Floors and tools alike: the output directory is emptied, then the run waits SETTLE."""
+    import time
+
+    from bench import runner
+
+    waits: list[float] = []
+    monkeypatch.setattr(runner, "SETTLE", 3.0)
+    monkeypatch.setattr(time, "sleep", waits.append)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "left-over").write_bytes(b"x")
+    runner.clean(out)
+    assert out.is_dir() and list(out.iterdir()) == []
+    assert waits == [3.0]
