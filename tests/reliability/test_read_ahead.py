@@ -109,3 +109,32 @@ def test_later_layers_download_while_the_first_is_held(
         assert proxy.served(f"/blobs/{digest}") == size
     assert check_tar(out / "image.tar", tar_sha)
     assert not kept_files(env), "a successful run must clean the download cache"
+
+
+def test_without_a_usable_download_cache_nothing_is_fetched_twice(
+    kill_image: KillImage,
+    tar_sha: str,
+    registry_plain: Registry,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """Reading a layer ahead only pays when the resume cache keeps it for its turn. Where
+    the cache directory cannot be made (here XDG_CACHE_HOME is a file), nothing is read
+    ahead: read ahead and thrown away, every later layer would be fetched twice."""
+    out = tmp_path / "out"
+    out.mkdir()
+    not_a_dir = tmp_path / "cache-is-a-file"
+    not_a_dir.write_bytes(b"")
+    ahead, spooled, proxy, done = _run_held(
+        kill_image, registry_plain, {**env, "XDG_CACHE_HOME": str(not_a_dir)}, out, "-j", "4"
+    )
+    ok(done)
+    assert not ahead, "layers were read ahead with nowhere to keep them"
+    assert not spooled
+    for digest, size in kill_image.blobs.items():
+        gets = proxy.exchanges("GET", f"/blobs/{digest}")
+        assert len(gets) == 1, f"{digest} fetched {len(gets)} times"
+        assert proxy.served(f"/blobs/{digest}") == size
+    assert check_tar(out / "image.tar", tar_sha)
+    warnings = [line for line in done.stderr.decode().splitlines() if "not kept" in line]
+    assert len(warnings) == 1 and "cache-is-a-file" in warnings[0], done.stderr.decode()

@@ -16,6 +16,7 @@ most :data:`MAX_BYTES` (:meth:`BlobCache.sweep`). A file another run is using is
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -59,6 +60,24 @@ class BlobCache:
         """``digest``'s complete copy was fetched and verified by this source."""
         with self._lock:
             self._here.add(digest)
+
+    def prepare(self) -> None:
+        """Create the directory. Where that fails, or it is not writable, the cache is off
+        for this source, with one warning: no layer is read ahead only to be fetched again
+        in its turn (``Layer.local_copy``)."""
+        if self.root is None:
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "not writable")
+        except OSError as e:
+            log.warning(
+                "downloads are not kept for a rerun: cannot use %s: %s",
+                self.root,
+                e.strerror or e,
+            )
+            self.root = None
 
     def kept_here(self, digest: Digest) -> bool:
         with self._lock:

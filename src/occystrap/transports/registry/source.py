@@ -91,6 +91,7 @@ class RegistryReader:
         self.wanted = explicit or DEFAULT_PLATFORM
         self.keep = keep  # temporary files of schema 1 layers live as long as the source
         self.cache = BlobCache(partial_dir(ctx))
+        self.cache.prepare()
         self.cache.sweep()
         self.origin = f"{ref.host}/{ref.repository}"
 
@@ -216,7 +217,11 @@ class RegistryReader:
                 opener=self._opener(d),
                 history=history[i] if i < len(history) else None,
                 origin=self.origin,
-                local_copy=functools.partial(self.cache.complete, d.digest),
+                local_copy=(
+                    functools.partial(self.cache.complete, d.digest)
+                    if self.cache.root is not None
+                    else None  # nothing is kept: a layer read ahead would be fetched again
+                ),
             )
             for i, d in enumerate(manifest.layers)
         )
