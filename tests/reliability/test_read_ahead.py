@@ -138,3 +138,44 @@ def test_without_a_usable_download_cache_nothing_is_fetched_twice(
     assert check_tar(out / "image.tar", tar_sha)
     warnings = [line for line in done.stderr.decode().splitlines() if "not kept" in line]
     assert len(warnings) == 1 and "cache-is-a-file" in warnings[0], done.stderr.decode()
+
+
+def test_no_resume_keeps_no_copy_and_fetches_each_blob_once(
+    kill_image: KillImage,
+    tar_sha: str,
+    registry_plain: Registry,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """``--no-resume``: no copy of any download is written (the cache directory is not even
+    made), so nothing is read ahead either; the output is the same."""
+    out = tmp_path / "out"
+    out.mkdir()
+    ahead, spooled, proxy, done = _run_held(
+        kill_image, registry_plain, env, out, "-j", "4", "--no-resume"
+    )
+    ok(done)
+    assert not ahead and not spooled
+    for digest, size in kill_image.blobs.items():
+        assert len(proxy.exchanges("GET", f"/blobs/{digest}")) == 1
+        assert proxy.served(f"/blobs/{digest}") == size
+    assert check_tar(out / "image.tar", tar_sha)
+    assert not (Path(env["XDG_CACHE_HOME"]) / "occystrap" / "partial").exists()
+    assert b"not kept" not in done.stderr  # asked for: no warning
+
+
+def test_resume_cache_is_made_by_default(
+    kill_image: KillImage, registry_plain: Registry, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The other side of the test above: without the flag the directory is there."""
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = occystrap_cmd(
+        "--insecure",
+        "process",
+        f"registry://{registry_plain.host}/{kill_image.repo}:v1",
+        f"tar://{out / 'image.tar'}?tag={TAG}",
+    )
+    ok(run(cmd, env))
+    assert (Path(env["XDG_CACHE_HOME"]) / "occystrap" / "partial").is_dir()
+    assert not kept_files(env)
