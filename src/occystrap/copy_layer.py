@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ class LayerCopier:
         self.oci = self._family_is_oci()
         self._local = threading.local()
         self.cache = ctx.layer_cache
+        self._stored_counts = Counter(layer.stored_digest for layer in image.layers)
 
     def _family_is_oci(self) -> bool:
         if self.ctx.compression == "zstd":
@@ -125,6 +127,7 @@ class LayerCopier:
         else:
             written = self.pass_or_convert(layer)
         log.debug("layer %d (%s): %s", layer.index, layer.label, written.outcome)
+        self._drop_copy(layer)
         reporter.layer_finished(layer.index, written.outcome)
         self.ctx.stats.add(
             layers=1,
@@ -132,6 +135,19 @@ class LayerCopier:
             layers_mounted=int(written.outcome == "mounted"),
         )
         return written
+
+    def _drop_copy(self, layer: Layer) -> None:
+        """The sink holds the layer for good and a rerun would skip it: what the source
+        kept of it for a rerun (``Layer.drop_local_copy``) goes now. Not when filters made
+        the layer (a rerun filters the source's bytes again), nor when another layer of the
+        image has the same stored blob."""
+        if (
+            layer.drop_local_copy is not None
+            and not self.chain
+            and self.sink.capabilities.keeps_layers
+            and self._stored_counts[layer.stored_digest] == 1
+        ):
+            layer.drop_local_copy()
 
     def stored_is_plain(self, layer: Layer) -> bool:
         return layer.compression == "none"

@@ -42,6 +42,10 @@ class Layer:
     #: may read the layer ahead of its turn. Called, it gives the path of that complete,
     #: verified copy when there is one now; a sink that stores blobs may hard-link it.
     local_copy: Callable[[], str | None] | None = None
+    #: set with ``local_copy``: removes that copy now, not when the job ends (the sink holds
+    #: the layer for good, ``SinkCapabilities.keeps_layers``), so its disk space and memory
+    #: (page cache) are free for the layers still being written
+    drop_local_copy: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         if self.compression is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,13 @@ def _run_held(
     env: dict[str, str],
     out: Path,
     *extra: str,
+    dest: str | None = None,
+    filters: tuple[str, ...] = (),
+    watch: Callable[[], None] | None = None,
 ) -> tuple[bool, bool, RegistryProxy, subprocess.CompletedProcess[bytes]]:
-    """Run registry → tar with layer 0 held: (every later blob was served in full while
-    layer 0 was still held, something was spooled to the temporary directory)."""
+    """Run registry → ``dest`` (default: a tar in ``out``) with layer 0 held: (every later
+    blob was served in full while layer 0 was still held, something was spooled to the
+    temporary directory). ``watch`` is called at each look while both hold."""
     layers = kill_image.layout.layer_digests
     first = layers[0]
     later = {d: kill_image.blobs[d] for d in layers[1:]}
@@ -63,7 +68,8 @@ def _run_held(
             *extra,
             "process",
             f"registry://{proxy.host}/{kill_image.repo}:v1",
-            f"tar://{out / 'image.tar'}?tag={TAG}",
+            dest or f"tar://{out / 'image.tar'}?tag={TAG}",
+            *filters,
         )
         spool_dir = Path(env["OCCYSTRAP_TEMP_DIR"])
         spool_dir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +86,8 @@ def _run_held(
                 held = proxy.served(f"/blobs/{first}") < kill_image.blobs[first]
                 if held and all(proxy.served(f"/blobs/{d}") == n for d, n in later.items()):
                     ahead = True
+                    if watch is not None:
+                        watch()
                 spooled = spooled or any(spool_dir.iterdir())
                 time.sleep(0.02)
             stdout, stderr = proc.communicate(timeout=120)
@@ -166,3 +174,56 @@ def test_resume_cache_is_made_by_default(
     ok(run(cmd, env))
     assert (Path(env["XDG_CACHE_HOME"]) / "occystrap" / "partial").is_dir()
     assert not kept_files(env)
+
+
+@pytest.mark.parametrize(
+    ("dest", "filters", "dropped"),
+    [
+        ("dir", (), True),
+        ("ocidir", (), True),
+        ("tar", (), False),
+        ("dir", ("-f", "normalize-timestamps"), False),
+    ],
+)
+def test_resume_copy_goes_once_the_output_holds_the_layer(
+    dest: str,
+    filters: tuple[str, ...],
+    dropped: bool,
+    kill_image: KillImage,
+    registry_plain: Registry,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """A directory or a layout keeps each layer as soon as it is written, and a rerun
+    skips it, so the copy of its download kept for a rerun is removed then, not at the end
+    of the job (its page cache is then reused by the layers still being written). Seen
+    while layer 0 is held: the later layers are in the output and their copies are gone.
+    A tar is written whole or not at all, and filters make new layers from the download:
+    there the copies stay until the job succeeds."""
+    out = tmp_path / "out"
+    out.mkdir()
+    uri = {
+        "dir": f"dir://{out / 'dir'}",
+        "ocidir": f"ocidir://{out / 'layout'}:latest",
+        "tar": f"tar://{out / 'image.tar'}?tag={TAG}",
+    }[dest]
+    later = set(kill_image.layout.layer_digests[1:])
+    seen: list[set[str]] = []  # the later layers kept in the cache, at each look
+    ahead, _, _, done = _run_held(
+        kill_image,
+        registry_plain,
+        env,
+        out,
+        "-j",
+        "4",
+        dest=uri,
+        filters=filters,
+        watch=lambda: seen.append(later & set(kept_files(env))),
+    )
+    ok(done)
+    assert ahead and seen, "the later layers were not all fetched while layer 0 was held"
+    if dropped:
+        assert set() in seen, f"copies kept while the output held the layers: {seen[-1]}"
+    else:
+        assert seen[-1] == later, f"copies removed before the job ended: {later - seen[-1]}"
+    assert not kept_files(env), "a successful run must clean the download cache"

@@ -70,6 +70,10 @@ class SinkCapabilities:
     #: the same registry has (``Layer.origin``) by reference, a cross-repository mount,
     #: without reading the layer.
     mounts_layers: bool = False
+    #: a layer is stored for good once put_layer returns, even if the run fails later, and
+    #: a rerun finds it (``has_layer``): nothing need be kept of its source bytes for a
+    #: rerun (``Layer.drop_local_copy``).
+    keeps_layers: bool = False
 
 
 @dataclass(frozen=True)

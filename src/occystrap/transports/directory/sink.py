@@ -75,6 +75,7 @@ class DirectorySink:
             ordered=options.expand,
             thread_safe=not options.expand,
             has_layer_is_query=not options.expand,  # expanding queues a held layer to apply
+            keeps_layers=True,  # <hex>/layer.tar is in place as soon as put_layer returns
         )
         self._lock = threading.Lock()
         self._workdir: WorkDir | None = None

@@ -82,6 +82,7 @@ class OciLayoutSink:
         default_family="oci",
         holds_index=True,
         adopts_local_copies=True,
+        keeps_layers=True,  # a blob is in blobs/ as soon as put_layer returns
     )
 
     def __init__(self, root: str, ref: str | None, ctx: RunContext) -> None:

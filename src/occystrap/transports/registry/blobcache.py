@@ -7,7 +7,9 @@ are verified again whenever it is served). A complete blob is kept so that a rer
 that failed or was killed after fetching it reads it from disk instead of the network.
 
 Bounds. When a job succeeds (its source is closed without an error) the files of every blob
-that job needed are removed (:meth:`BlobCache.clean`). When a source opens, files untouched
+that job needed are removed (:meth:`BlobCache.clean`); those of a layer the output holds for
+good (a directory, a layout or a registry: a rerun skips that layer) go as soon as it does
+(:meth:`BlobCache.forget`, ``Layer.drop_local_copy``). When a source opens, files untouched
 for :data:`MAX_AGE` seconds are removed, then the oldest ones until the directory holds at
 most :data:`MAX_BYTES` (:meth:`BlobCache.sweep`). A file another run is using is locked by it
 (``flock``: exclusive while written, shared while served) and is never removed.
@@ -92,12 +94,22 @@ class BlobCache:
         """The job succeeded: remove the files of the blobs it needed; how many went."""
         with self._lock:
             needed, self._needed = list(self._needed), set()
+        return sum(self._remove(digest) for digest in needed)
+
+    def forget(self, digest: Digest) -> None:
+        """A rerun will not need ``digest``: remove its files now (those nobody holds)."""
+        with self._lock:
+            self._needed.discard(digest)
+            self._here.discard(digest)
+        if self._remove(digest):
+            log.debug("removed %s from the download cache: the output holds it", digest)
+
+    def _remove(self, digest: Digest) -> int:
         removed = 0
-        for digest in needed:
-            for suffix in (COMPLETE, PARTIAL):
-                path = self.path(digest, suffix)
-                if path is not None and remove_unlocked(path):
-                    removed += 1
+        for suffix in (COMPLETE, PARTIAL):
+            path = self.path(digest, suffix)
+            if path is not None and remove_unlocked(path):
+                removed += 1
         return removed
 
     def sweep(self, now: float | None = None) -> int:

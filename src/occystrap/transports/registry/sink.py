@@ -83,6 +83,7 @@ class RegistrySink:
         default_family="docker",
         holds_index=True,
         mounts_layers=True,
+        keeps_layers=True,  # an uploaded blob stays in the registry
     )
 
     def __init__(

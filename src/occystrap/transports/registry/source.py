@@ -208,6 +208,7 @@ class RegistryReader:
         if len(diff_ids) != len(manifest.layers):
             diff_ids = ()
         history = config.layer_history()
+        keeps = self.cache.root is not None  # else a layer read ahead would be fetched again
         return tuple(
             Layer(
                 index=i,
@@ -217,11 +218,8 @@ class RegistryReader:
                 opener=self._opener(d),
                 history=history[i] if i < len(history) else None,
                 origin=self.origin,
-                local_copy=(
-                    functools.partial(self.cache.complete, d.digest)
-                    if self.cache.root is not None
-                    else None  # nothing is kept: a layer read ahead would be fetched again
-                ),
+                local_copy=functools.partial(self.cache.complete, d.digest) if keeps else None,
+                drop_local_copy=functools.partial(self.cache.forget, d.digest) if keeps else None,
             )
             for i, d in enumerate(manifest.layers)
         )
