@@ -199,10 +199,10 @@ def _tls_verify_value(argv: list[str]) -> list[str]:
     envvar="OCCYSTRAP_RESUME",
     default=True,
     show_default=True,
-    help="Keep each registry download on disk until the job succeeds, so that a rerun "
-    "continues one cut short ($XDG_CACHE_HOME/occystrap/partial). --no-resume writes no "
-    "such copy: pulls into tar:// or dir:// from a fast registry take about 10% less time "
-    "[env OCCYSTRAP_RESUME].",
+    help="Keep each registry download on disk until the job succeeds (or the output holds "
+    "the layer), so that a rerun continues one cut short ($XDG_CACHE_HOME/occystrap/partial). "
+    "--no-resume writes no such copy: pulls into tar:// from a fast registry take about 10% "
+    "less time [env OCCYSTRAP_RESUME].",
 )
 @click.option(
     "--output-format",

@@ -16,8 +16,9 @@ run finds the file it completes it first (``Range: bytes=OFFSET-``), checks size
 over the whole file, and only then serves it from disk; a file that fails the check (a torn
 write after a crash) is discarded and the blob is streamed afresh, so a bad prefix never
 reaches the output. Once the whole blob is verified the file is renamed ``ALG-HEX.blob``
-(a complete entry) and kept until a job that needs the blob succeeds, so a rerun after a
-job killed later reads it from disk (under a shared ``flock``, verifying size and digest
+(a complete entry) and kept until a job that needs the blob succeeds (or the output holds
+the layer for good, see :mod:`.blobcache`), so a rerun after a job killed later reads it
+from disk (under a shared ``flock``, verifying size and digest
 again as it streams; an entry that fails is removed and the job fails naming it).
 """
 
