@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import io
 import json
 import tarfile
@@ -47,10 +46,6 @@ def _layer_tar(name: str) -> bytes:
     return buf.getvalue()
 
 
-def _digest(data: bytes) -> Digest:
-    return Digest("sha256", hashlib.sha256(data).hexdigest())
-
-
 def _image(names: list[str], dropped: list[int]) -> Image:
     """Layers of one file each (the same name: the same blob); dropping one records its
     index in ``dropped``."""
@@ -62,7 +57,10 @@ def _image(names: list[str], dropped: list[int]) -> Image:
                 "architecture": "amd64",
                 "os": "linux",
                 "config": {},
-                "rootfs": {"type": "layers", "diff_ids": [str(_digest(plain[n])) for n in names]},
+                "rootfs": {
+                    "type": "layers",
+                    "diff_ids": [str(Digest.of_bytes(plain[n])) for n in names],
+                },
             }
         ).encode(),
         "config",
@@ -79,8 +77,10 @@ def _image(names: list[str], dropped: list[int]) -> Image:
         Layer(
             index=i,
             media_type=MediaType.OCI_LAYER_GZIP,
-            descriptor=Descriptor(MediaType.OCI_LAYER_GZIP, _digest(packed[n]), len(packed[n])),
-            diff_id=_digest(plain[n]),
+            descriptor=Descriptor(
+                MediaType.OCI_LAYER_GZIP, Digest.of_bytes(packed[n]), len(packed[n])
+            ),
+            diff_id=Digest.of_bytes(plain[n]),
             opener=opener(packed[n]),
             local_copy=lambda: None,
             drop_local_copy=lambda i=i: dropped.append(i),  # type: ignore[misc]
